@@ -1,0 +1,50 @@
+# psleak: `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CARGO_TEST_FLAGS ?=
+
+.PHONY: help venv develop demo test test-rust test-python lint fmt bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.7,<2" "pytest>=7" "ruff>=0.5" "mypy>=1.10" "pytest-xdist>=3" psutil
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with the build and test tools
+
+develop: venv  ## build the native module (release) into .venv
+	. $(VENV)/bin/activate && maturin develop --release -q
+
+demo: develop  ## build, then run the demo: one leak caught, one clean function passed
+	$(PY) examples/demo.py
+
+lint: venv  ## rustfmt, clippy (warnings denied), ruff; the core must build without pyo3
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
+	@if cargo tree -p psleak -e normal,build | grep -q pyo3; then echo "core crate depends on pyo3"; exit 1; fi
+	cargo build -p psleak -q
+	$(VENV)/bin/ruff check python tests bench examples
+	$(VENV)/bin/ruff format --check python tests bench examples
+
+test-rust:  ## cargo tests, one test thread (probes measure the whole process)
+	cargo test -p psleak -q $(CARGO_TEST_FLAGS) -- --test-threads=1
+
+test-python: develop  ## pytest, serially (leak tests measure the whole process)
+	$(PY) -m pytest -q -p no:xdist tests
+
+test: lint test-rust test-python  ## everything CI runs
+
+fmt:  ## format Rust and Python
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests bench examples
+
+bench: develop  ## benchmarks: probe cost vs psutil; leak matrix vs psleak 0.1.6
+	$(PY) bench/probes.py
+
+clean:  ## remove build products and .venv
+	rm -rf target $(VENV) tests/ext/*.so

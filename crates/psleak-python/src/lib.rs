@@ -1,0 +1,307 @@
+//! `psleak._psleak`: the PyO3 binding of the psleak core. It only converts: Python callables
+//! become a [`psleak::Host`], core results become Python dicts and lists, core errors become
+//! `psleak.ProbeError` (a subclass of `OSError`) in one place. The public API is written in
+//! Python on top of it (`python/psleak/`).
+
+use pyo3::prelude::*;
+
+/// Converts a serialized core value into Python objects (dict, list, str, int, float, None).
+fn to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::types::{PyDict, PyList};
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, item) in map {
+                dict.set_item(k, to_py(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+fn serialize<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(value).map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!("psleak: cannot convert result: {e}"))
+    })?;
+    to_py(py, &v)
+}
+
+pyo3::create_exception!(
+    _psleak,
+    ProbeError,
+    pyo3::exceptions::PyOSError,
+    "A probe of psleak is not available or failed."
+);
+
+/// The one place where core errors become Python exceptions.
+fn to_pyerr(e: psleak::Error) -> PyErr {
+    match e {
+        psleak::Error::InvalidArgument { .. } => pyo3::exceptions::PyValueError::new_err(e.to_string()),
+        e => ProbeError::new_err(e.to_string()),
+    }
+}
+
+/// A Python function under test, with the Python-side hooks.
+struct PyHost<'py> {
+    fun: Bound<'py, PyAny>,
+    settle: Option<Bound<'py, PyAny>>,
+    blocks: Option<Bound<'py, PyAny>>,
+    resources: Option<Bound<'py, PyAny>>,
+    progress: Option<Bound<'py, PyAny>>,
+    calls: u64,
+    progress_error: Option<PyErr>,
+}
+
+impl psleak::Host for PyHost<'_> {
+    type Error = PyErr;
+
+    fn call(&mut self) -> PyResult<()> {
+        self.calls += 1;
+        // Let Ctrl-C stop a long check.
+        if self.calls % 256 == 0 {
+            self.fun.py().check_signals()?;
+        }
+        self.fun.call0().map(drop)
+    }
+
+    fn settle(&mut self) -> PyResult<()> {
+        if let Some(f) = &self.settle {
+            f.call0()?;
+        }
+        Ok(())
+    }
+
+    fn blocks(&mut self) -> Option<i64> {
+        self.blocks
+            .as_ref()
+            .and_then(|f| f.call0().ok()?.extract::<i64>().ok())
+    }
+
+    fn resources(&mut self, phase: psleak::Phase, out: &mut Vec<psleak::Resource>) -> PyResult<()> {
+        let Some(f) = &self.resources else { return Ok(()) };
+        let phase = match phase {
+            psleak::Phase::BeforeCall => "before_call",
+            psleak::Phase::AfterCall => "after_call",
+            psleak::Phase::BeforeRuns => "before_runs",
+            psleak::Phase::AfterRuns => "after_runs",
+        };
+        for item in f.call1((phase,))?.try_iter()? {
+            let item = item?;
+            let (kind, id, description): (String, String, String) = (
+                item.get_item("kind")?.extract()?,
+                item.get_item("id")?.extract()?,
+                item.get_item("description")?.extract()?,
+            );
+            let kind = match kind.as_str() {
+                "py_thread" => psleak::ResourceKind::RuntimeThread,
+                "gc_object" => psleak::ResourceKind::GcObject,
+                "handle" => psleak::ResourceKind::Handle,
+                "heap_create" => psleak::ResourceKind::HeapCreate,
+                other => {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "psleak: unknown resource kind {other:?} from the resources hook"
+                    )))
+                }
+            };
+            out.push(psleak::Resource {
+                kind,
+                id,
+                description,
+                path: None,
+                number: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, p: &psleak::Progress) {
+        let Some(f) = &self.progress else { return };
+        if self.progress_error.is_some() {
+            return;
+        }
+        let py = f.py();
+        let growth: Vec<(String, i64)> = psleak::Metric::ALL
+            .iter()
+            .map(|m| (m.name().to_string(), p.growth.get(*m)))
+            .collect();
+        let r = (|| -> PyResult<()> {
+            let d = pyo3::types::PyDict::new(py);
+            d.set_item("run", p.run)?;
+            d.set_item("max_runs", p.max_runs)?;
+            d.set_item("calls", p.calls)?;
+            d.set_item("total_calls", p.total_calls)?;
+            d.set_item("growth", growth.into_pyobject(py)?)?;
+            f.call1((d,))?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            self.progress_error = Some(e);
+        }
+    }
+}
+
+fn checkers_from(memory: bool, fds: bool, threads: bool) -> psleak::Checkers {
+    let mut c = psleak::Checkers::none();
+    c.memory = memory;
+    c.fds = fds;
+    c.threads = threads;
+    c
+}
+
+#[pymodule]
+mod _psleak {
+    use super::*;
+
+    #[pymodule_export]
+    use super::ProbeError;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add(
+            "BUILD_PROFILE",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        )?;
+        m.add("BACKEND", psleak::BACKEND)?;
+        m.add("DEFAULT_MEMORY_BUDGET", psleak::DEFAULT_MEMORY_BUDGET)?;
+        m.add(
+            "METRICS",
+            psleak::Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        )?;
+        Ok(())
+    }
+
+    /// malloc statistics as a dict: heap_used, mmap_used, heap_total, heap_free (bytes).
+    #[pyfunction]
+    fn malloc_stats(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        serialize(py, &psleak::malloc_stats().map_err(to_pyerr)?)
+    }
+
+    /// malloc_trim(0); True if memory was released.
+    #[pyfunction]
+    fn malloc_trim() -> PyResult<bool> {
+        psleak::malloc_trim().map_err(to_pyerr)
+    }
+
+    /// Process memory as a dict: rss, vms, uss, pss, swap (bytes).
+    #[pyfunction]
+    fn process_memory(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        serialize(py, &psleak::process_memory().map_err(to_pyerr)?)
+    }
+
+    /// (rss, vms) in bytes from /proc/self/statm.
+    #[pyfunction]
+    fn memory_quick() -> PyResult<(u64, u64)> {
+        psleak::memory_quick().map_err(to_pyerr)
+    }
+
+    /// Number of open file descriptors.
+    #[pyfunction]
+    fn fd_count() -> PyResult<usize> {
+        psleak::fd_count().map_err(to_pyerr)
+    }
+
+    /// Open file descriptors, described, as a list of dicts.
+    #[pyfunction]
+    fn fd_list(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        serialize(py, &psleak::fd_list().map_err(to_pyerr)?)
+    }
+
+    /// Number of native threads.
+    #[pyfunction]
+    fn thread_count() -> PyResult<usize> {
+        psleak::thread_count().map_err(to_pyerr)
+    }
+
+    /// Native threads as a list of dicts (id, name).
+    #[pyfunction]
+    fn thread_list(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        serialize(py, &psleak::thread_list().map_err(to_pyerr)?)
+    }
+
+    /// Formats a byte count with a binary unit.
+    #[pyfunction]
+    fn format_bytes(v: f64) -> String {
+        psleak::format_bytes(v)
+    }
+
+    /// Runs a leak check of `fun` (a zero-argument callable) and returns
+    /// `(report_dict, report_text)`. Exceptions raised by `fun` or the hooks propagate.
+    #[pyfunction]
+    #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
+                        memory=true, fds=true, threads=true,
+                        settle=None, blocks=None, resources=None, progress=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn run_check<'py>(
+        py: Python<'py>,
+        fun: Bound<'py, PyAny>,
+        name: String,
+        warmup: u64,
+        times: u64,
+        retries: u32,
+        tolerance: std::collections::HashMap<String, u64>,
+        memory_budget: u64,
+        memory: bool,
+        fds: bool,
+        threads: bool,
+        settle: Option<Bound<'py, PyAny>>,
+        blocks: Option<Bound<'py, PyAny>>,
+        resources: Option<Bound<'py, PyAny>>,
+        progress: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, String)> {
+        if !fun.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("'fun' must be callable"));
+        }
+        let mut check = psleak::LeakCheck::new()
+            .name(name)
+            .warmup(warmup)
+            .times(times)
+            .retries(retries)
+            .memory_budget(memory_budget)
+            .checkers(checkers_from(memory, fds, threads));
+        for (key, amount) in tolerance {
+            let metric = psleak::Metric::from_name(&key).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!("invalid tolerance key {key:?}"))
+            })?;
+            check = check.tolerance_for(metric, amount);
+        }
+        let mut host = PyHost {
+            fun,
+            settle,
+            blocks,
+            resources,
+            progress,
+            calls: 0,
+            progress_error: None,
+        };
+        let report = match check.run_host(&mut host) {
+            Ok(r) => r,
+            Err(psleak::CheckError::Host(e)) => return Err(e),
+            Err(psleak::CheckError::Probe(e)) => return Err(to_pyerr(e)),
+        };
+        if let Some(e) = host.progress_error.take() {
+            return Err(e);
+        }
+        Ok((serialize(py, &report)?, report.to_text()))
+    }
+}

@@ -1,0 +1,566 @@
+//! The driver: calls the function under test, takes the measurements, asks the verdict
+//! engine what to do next, and assembles the [`Report`]. Every front end (the Rust API
+//! below, the Python binding, the pytest plugin and the CLI through it) goes through
+//! [`LeakCheck::run_host`], so they all reach the same verdict for the same measurements.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
+use crate::sys::backend;
+use crate::verdict::{decide, Decision, Metric, Policy, Run, Values, METRIC_COUNT};
+
+/// Which checks run. Front ends may add their own resource kinds through
+/// [`Host::resources`] (Python adds Python threads and gc garbage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Checkers {
+    /// Memory growth over many calls (malloc statistics, process memory, runtime blocks).
+    pub memory: bool,
+    /// File descriptors left open by one call (and by the runs).
+    pub fds: bool,
+    /// Native threads left running by one call (and by the runs).
+    pub threads: bool,
+}
+
+impl Default for Checkers {
+    fn default() -> Self {
+        Checkers {
+            memory: true,
+            fds: true,
+            threads: true,
+        }
+    }
+}
+
+impl Checkers {
+    /// All checks on.
+    pub fn all() -> Self {
+        Checkers::default()
+    }
+
+    /// All checks off; turn on what you need with the fields.
+    pub fn none() -> Self {
+        Checkers {
+            memory: false,
+            fds: false,
+            threads: false,
+        }
+    }
+}
+
+/// When [`Host::resources`] is asked for the current resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the single call of the resource check.
+    BeforeCall,
+    /// After that call.
+    AfterCall,
+    /// Before the memory runs.
+    BeforeRuns,
+    /// After the memory runs.
+    AfterRuns,
+}
+
+/// Where a check is, for progress displays.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Progress {
+    /// 1-based index of the run just finished.
+    pub run: usize,
+    /// Most runs the check may make.
+    pub max_runs: u32,
+    /// Calls in the run just finished.
+    pub calls: u64,
+    /// Calls so far, warm-up included.
+    pub total_calls: u64,
+    /// Growth of each metric since the runs began.
+    pub growth: Values,
+}
+
+/// What the driver needs from a front end: a way to call the function, and optionally a
+/// way to settle the runtime before a precise measurement, a runtime block counter and
+/// runtime resources.
+pub trait Host {
+    /// What a failing call returns; the check stops and hands it back.
+    type Error;
+
+    /// Calls the function under test once.
+    fn call(&mut self) -> std::result::Result<(), Self::Error>;
+
+    /// Brings the runtime to a quiet state before a precise sample (Python: `gc.collect()`,
+    /// the user's trim callback). The driver trims malloc itself afterwards.
+    fn settle(&mut self) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// The runtime's count of allocated blocks ([`Metric::Blocks`]), if it has one.
+    fn blocks(&mut self) -> Option<i64> {
+        None
+    }
+
+    /// Appends the runtime's own resources (threads, gc garbage) to `out`.
+    fn resources(&mut self, _phase: Phase, _out: &mut Vec<Resource>) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Called after each run.
+    fn progress(&mut self, _progress: &Progress) {}
+}
+
+/// Why a check could not reach a verdict.
+#[derive(Debug)]
+pub enum CheckError<E> {
+    /// A probe failed.
+    Probe(Error),
+    /// The host (the function under test, usually) failed.
+    Host(E),
+}
+
+impl<E> From<Error> for CheckError<E> {
+    fn from(e: Error) -> Self {
+        CheckError::Probe(e)
+    }
+}
+
+/// Default memory budget: 64 MiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 64 << 20;
+
+/// A configured leak check. Build with [`LeakCheck::new`], adjust with the builder methods,
+/// then [`LeakCheck::run`] (Rust closures) or [`LeakCheck::run_host`] (front ends).
+#[derive(Debug, Clone)]
+pub struct LeakCheck {
+    name: String,
+    warmup: u64,
+    times: u64,
+    retries: u32,
+    tolerance: [u64; METRIC_COUNT],
+    memory_budget: u64,
+    checkers: Checkers,
+}
+
+impl Default for LeakCheck {
+    fn default() -> Self {
+        LeakCheck::new()
+    }
+}
+
+/// How many idle intervals measure the noise floor.
+const NOISE_SAMPLES: usize = 3;
+
+impl LeakCheck {
+    /// The defaults: 10 warm-up calls, first run of 200 calls, at most 10 runs, no
+    /// tolerance, 64 MiB memory budget, all checkers.
+    pub fn new() -> LeakCheck {
+        LeakCheck {
+            name: "function".into(),
+            warmup: 10,
+            times: 200,
+            retries: 10,
+            tolerance: [0; METRIC_COUNT],
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            checkers: Checkers::default(),
+        }
+    }
+
+    /// The name shown in reports.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Calls made before measuring, so that lazy initialisation is not counted.
+    pub fn warmup(mut self, calls: u64) -> Self {
+        self.warmup = calls;
+        self
+    }
+
+    /// Calls in the first run (later runs double, up to 16×). At least 1.
+    pub fn times(mut self, calls: u64) -> Self {
+        self.times = calls;
+        self
+    }
+
+    /// Most runs. At least 1.
+    pub fn retries(mut self, runs: u32) -> Self {
+        self.retries = runs;
+        self
+    }
+
+    /// Growth per run tolerated on every metric (bytes; blocks for [`Metric::Blocks`]).
+    pub fn tolerance(mut self, amount: u64) -> Self {
+        self.tolerance = [amount; METRIC_COUNT];
+        self
+    }
+
+    /// Growth per run tolerated on one metric.
+    pub fn tolerance_for(mut self, metric: Metric, amount: u64) -> Self {
+        self.tolerance[metric.index()] = amount;
+        self
+    }
+
+    /// Most the process may grow while the check runs (bytes). A function that grows it
+    /// further is reported as leaking. At least 1 MiB.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// Which checks run.
+    pub fn checkers(mut self, checkers: Checkers) -> Self {
+        self.checkers = checkers;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.times < 1 {
+            return Err(Error::invalid(
+                "times",
+                format!("must be >= 1 (got {})", self.times),
+            ));
+        }
+        if self.retries < 1 {
+            return Err(Error::invalid(
+                "retries",
+                format!("must be >= 1 (got {})", self.retries),
+            ));
+        }
+        if self.memory_budget < (1 << 20) {
+            return Err(Error::invalid(
+                "memory_budget",
+                format!("must be >= 1048576 bytes (got {})", self.memory_budget),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the check on a front end's host. Returns the report, clean or not; an `Err` means
+    /// no verdict could be reached.
+    pub fn run_host<H: Host>(&self, host: &mut H) -> std::result::Result<Report, CheckError<H::Error>> {
+        self.validate()?;
+        Driver::new(self, host)?.run()
+    }
+}
+
+/// Takes samples of the enabled metrics.
+struct Sampler {
+    enabled: [bool; METRIC_COUNT],
+    malloc: bool,
+    uss: bool,
+}
+
+impl Sampler {
+    /// Finds out which probes work here; notes the ones that do not.
+    fn new(notes: &mut Vec<String>) -> Result<Sampler> {
+        let mut enabled = [true; METRIC_COUNT];
+        let malloc = match backend::malloc_stats() {
+            Ok(_) => true,
+            Err(e) => {
+                notes.push(format!("heap and mmap not measured: {e}"));
+                enabled[Metric::Heap.index()] = false;
+                enabled[Metric::Mmap.index()] = false;
+                false
+            }
+        };
+        backend::memory_quick()?;
+        let uss = match backend::process_memory() {
+            Ok(_) => true,
+            Err(e) => {
+                notes.push(format!("uss not measured: {e}"));
+                enabled[Metric::Uss.index()] = false;
+                false
+            }
+        };
+        Ok(Sampler { enabled, malloc, uss })
+    }
+
+    /// A precise sample of every metric.
+    fn sample<H: Host>(&self, host: &mut H) -> Result<Values> {
+        let mut v = Values::default();
+        if self.malloc {
+            let m = backend::malloc_stats()?;
+            v.set(Metric::Heap, m.heap_used as i64);
+            v.set(Metric::Mmap, m.mmap_used as i64);
+        }
+        if self.uss {
+            let p = backend::process_memory()?;
+            v.set(Metric::Uss, p.uss as i64);
+            v.set(Metric::Rss, p.rss as i64);
+            v.set(Metric::Vms, p.vms as i64);
+        } else {
+            let (rss, vms) = backend::memory_quick()?;
+            v.set(Metric::Rss, rss as i64);
+            v.set(Metric::Vms, vms as i64);
+        }
+        if let Some(b) = host.blocks() {
+            v.set(Metric::Blocks, b);
+        }
+        Ok(v)
+    }
+
+    /// A cheap sample for the memory budget: rss and malloc in use only.
+    fn quick(&self) -> Result<Values> {
+        let mut v = Values::default();
+        if self.malloc {
+            let m = backend::malloc_stats()?;
+            v.set(Metric::Heap, m.heap_used as i64);
+            v.set(Metric::Mmap, m.mmap_used as i64);
+        }
+        v.set(Metric::Rss, backend::memory_quick()?.0 as i64);
+        Ok(v)
+    }
+}
+
+struct Driver<'a, H: Host> {
+    check: &'a LeakCheck,
+    host: &'a mut H,
+    started: Instant,
+    calls: u64,
+    notes: Vec<String>,
+}
+
+type Res<T, E> = std::result::Result<T, CheckError<E>>;
+
+impl<'a, H: Host> Driver<'a, H> {
+    fn new(check: &'a LeakCheck, host: &'a mut H) -> Res<Self, H::Error> {
+        Ok(Driver {
+            check,
+            host,
+            started: Instant::now(),
+            calls: 0,
+            notes: Vec::new(),
+        })
+    }
+
+    fn call(&mut self) -> Res<(), H::Error> {
+        self.calls += 1;
+        self.host.call().map_err(CheckError::Host)
+    }
+
+    fn settle(&mut self) -> Res<(), H::Error> {
+        self.host.settle().map_err(CheckError::Host)?;
+        // Give free memory back so that rss follows what is in use. An allocator without
+        // malloc_trim is fine: the sampler already noted what it cannot see.
+        let _ = backend::malloc_trim();
+        Ok(())
+    }
+
+    fn report(&self, outcome: Outcome) -> Report {
+        Report {
+            name: self.check.name.clone(),
+            outcome,
+            warmup_calls: self.check.warmup,
+            total_calls: self.calls,
+            runs: Vec::new(),
+            noise: Values::default(),
+            thresholds: Values::default(),
+            enabled: [false; METRIC_COUNT],
+            memory_budget: self.check.memory_budget,
+            peak_growth: 0,
+            seconds: 0.0,
+            notes: self.notes.clone(),
+        }
+    }
+
+    fn finish(&self, mut report: Report) -> Report {
+        report.total_calls = self.calls;
+        report.seconds = self.started.elapsed().as_secs_f64();
+        report.notes = self.notes.clone();
+        report
+    }
+
+    fn run(mut self) -> Res<Report, H::Error> {
+        match backend::thread_count() {
+            Ok(n) if n > 1 => self.notes.push(format!(
+                "{} other thread(s) were running: their allocations count as noise; run leak \
+                 tests alone (one per process, or --test-threads=1) for exact figures",
+                n - 1
+            )),
+            _ => {}
+        }
+        for _ in 0..self.check.warmup {
+            self.call()?;
+        }
+        if let Some(leaks) = self.resource_check()? {
+            let r = self.report(Outcome::ResourceLeak { leaks });
+            return Ok(self.finish(r));
+        }
+        if !self.check.checkers.memory {
+            let r = self.report(Outcome::Clean);
+            return Ok(self.finish(r));
+        }
+        self.memory_check()
+    }
+
+    fn resources(&mut self, phase: Phase) -> Res<Vec<Resource>, H::Error> {
+        let mut out = Vec::new();
+        self.host.resources(phase, &mut out).map_err(CheckError::Host)?;
+        if self.check.checkers.fds {
+            out.extend(backend::fd_list()?.iter().map(Resource::from_fd));
+        }
+        if self.check.checkers.threads {
+            out.extend(backend::thread_list()?.iter().map(Resource::from_thread));
+        }
+        Ok(out)
+    }
+
+    /// Calls the function once and compares resources before and after.
+    fn resource_check(&mut self) -> Res<Option<Vec<ResourceLeak>>, H::Error> {
+        let before = self.resources(Phase::BeforeCall)?;
+        self.call()?;
+        let after = self.resources(Phase::AfterCall)?;
+        Ok(resource_leaks(&before, &after, 1))
+    }
+
+    fn memory_check(mut self) -> Res<Report, H::Error> {
+        let sampler = Sampler::new(&mut self.notes)?;
+        let resources_before = self.resources(Phase::BeforeRuns)?;
+        let calls_before_runs = self.calls;
+
+        // Noise floor: the largest change between samples with no call in between.
+        self.settle()?;
+        let base = sampler.sample(self.host)?;
+        let mut prev = base;
+        let mut noise = Values::default();
+        for _ in 0..NOISE_SAMPLES {
+            self.settle()?;
+            let s = sampler.sample(self.host)?;
+            for m in Metric::ALL {
+                let d = (s.get(m) - prev.get(m)).abs();
+                noise.set(m, noise.get(m).max(d));
+            }
+            prev = s;
+        }
+        let base = prev;
+        let mut thresholds = Values::default();
+        for m in Metric::ALL {
+            thresholds.set(m, noise.get(m).max(self.check.tolerance[m.index()] as i64));
+        }
+        let mut policy = Policy::new(
+            self.check.times,
+            self.check.retries,
+            thresholds,
+            self.check.memory_budget,
+        );
+        policy.enabled = sampler.enabled;
+        if self.host.blocks().is_none() {
+            policy.enabled[Metric::Blocks.index()] = false;
+        }
+
+        let mut runs: Vec<Run> = Vec::new();
+        let mut peak: i64 = 0;
+        let decision = loop {
+            let calls = match decide(&policy, &runs) {
+                Decision::Continue { calls } => calls,
+                d => break d,
+            };
+            let (made, budget_stop, run_peak) = self.batch(&sampler, calls, base, &policy)?;
+            peak = peak.max(run_peak);
+            self.settle()?;
+            let s = sampler.sample(self.host)?;
+            peak = peak.max(s.minus(&base).footprint());
+            runs.push(Run {
+                calls: made,
+                growth: s.minus(&prev),
+                budget_stop,
+            });
+            prev = s;
+            self.host.progress(&Progress {
+                run: runs.len(),
+                max_runs: policy.retries,
+                calls: made,
+                total_calls: self.calls,
+                growth: s.minus(&base),
+            });
+        };
+
+        let calls_in_runs = self.calls - calls_before_runs;
+        let resources_after = self.resources(Phase::AfterRuns)?;
+        let outcome = if let Some(leaks) = resource_leaks(&resources_before, &resources_after, calls_in_runs)
+        {
+            Outcome::ResourceLeak { leaks }
+        } else {
+            match decision {
+                Decision::Leak(findings) => Outcome::MemoryLeak { findings },
+                _ => Outcome::Clean,
+            }
+        };
+        let mut report = self.report(outcome);
+        report.runs = runs;
+        report.noise = noise;
+        report.thresholds = thresholds;
+        report.enabled = policy.enabled;
+        report.peak_growth = peak;
+        Ok(self.finish(report))
+    }
+
+    /// One run of `calls` calls. Checks the memory budget at checkpoints that get closer
+    /// as the footprint nears the budget; returns the calls made, whether the budget
+    /// stopped the run, and the peak footprint growth seen.
+    fn batch(
+        &mut self,
+        sampler: &Sampler,
+        calls: u64,
+        base: Values,
+        policy: &Policy,
+    ) -> Res<(u64, bool, i64), H::Error> {
+        let budget = policy.memory_budget as i64;
+        let mut next_checkpoint = 1;
+        let mut peak = 0;
+        for done in 1..=calls {
+            self.call()?;
+            if done == next_checkpoint && done < calls {
+                let growth = sampler.quick()?.minus(&base).footprint();
+                peak = peak.max(growth);
+                if growth > budget {
+                    return Ok((done, true, peak));
+                }
+                // Next checkpoint: double the calls, but no further than halfway to where
+                // the current rate would cross the budget.
+                let rate = (growth.max(0) as f64 / done as f64).max(1.0);
+                let room = ((budget - growth).max(0) as f64 / rate / 2.0) as u64;
+                next_checkpoint = done + done.min(room).max(1);
+            }
+        }
+        Ok((calls, false, peak))
+    }
+}
+
+/// Resources of each kind that are more numerous in `after` than in `before`; the new ones
+/// (by identity) are listed. Ordered so that the most specific kind comes first: a leaked
+/// Python thread is also a native thread.
+fn resource_leaks(before: &[Resource], after: &[Resource], calls: u64) -> Option<Vec<ResourceLeak>> {
+    const ORDER: [ResourceKind; 6] = [
+        ResourceKind::RuntimeThread,
+        ResourceKind::Fd,
+        ResourceKind::Handle,
+        ResourceKind::HeapCreate,
+        ResourceKind::NativeThread,
+        ResourceKind::GcObject,
+    ];
+    let mut leaks = Vec::new();
+    for kind in ORDER {
+        let old: HashSet<&str> = before
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.id.as_str())
+            .collect();
+        let new: Vec<&Resource> = after.iter().filter(|r| r.kind == kind).collect();
+        let count = new.len() as i64 - old.len() as i64;
+        if count > 0 {
+            let leaked = new
+                .into_iter()
+                .filter(|r| !old.contains(r.id.as_str()))
+                .cloned()
+                .collect();
+            leaks.push(ResourceLeak {
+                kind,
+                count,
+                calls,
+                leaked,
+            });
+        }
+    }
+    (!leaks.is_empty()).then_some(leaks)
+}

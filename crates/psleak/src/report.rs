@@ -1,0 +1,432 @@
+//! The report of a check: what was run, what grew, the verdict, and what was left open.
+//! Text for people ([`Report::to_text`]), JSON for tools ([`Report::to_json`]).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::probes::{FdInfo, FdKind, ThreadInfo};
+use crate::verdict::{Finding, LeakReason, Metric, Run, Values, METRIC_COUNT};
+
+/// A kind of resource that a call can leave open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// A file descriptor (POSIX).
+    Fd,
+    /// A handle (Windows).
+    Handle,
+    /// A private heap made by `HeapCreate` (Windows).
+    HeapCreate,
+    /// A native thread still running.
+    NativeThread,
+    /// A thread of a language runtime still running (Python: `threading`).
+    RuntimeThread,
+    /// An object left in a garbage collector's garbage (Python: `gc.garbage`).
+    GcObject,
+}
+
+impl ResourceKind {
+    /// Singular noun as used in messages (`"file descriptor"`).
+    pub fn noun(self) -> &'static str {
+        match self {
+            ResourceKind::Fd => "file descriptor",
+            ResourceKind::Handle => "handle",
+            ResourceKind::HeapCreate => "HeapCreate() call",
+            ResourceKind::NativeThread => "native C thread",
+            ResourceKind::RuntimeThread => "Python thread",
+            ResourceKind::GcObject => "GC object",
+        }
+    }
+
+    /// Adjective as used in messages (`"unclosed"`).
+    pub fn verb(self) -> &'static str {
+        match self {
+            ResourceKind::GcObject => "uncollectable",
+            _ => "unclosed",
+        }
+    }
+}
+
+/// One resource, described. Two resources are the same when kind and `id` are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resource {
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Identity within its kind (fd number and link target, thread id, object id).
+    pub id: String,
+    /// One line for people.
+    pub description: String,
+    /// Filesystem path, where the resource has one.
+    pub path: Option<String>,
+    /// Native number: fd, thread id.
+    pub number: Option<i64>,
+}
+
+impl Resource {
+    /// Describes an open file descriptor.
+    pub fn from_fd(fd: &FdInfo) -> Resource {
+        let what = match &fd.kind {
+            FdKind::File => "regular file".to_string(),
+            FdKind::Directory => "directory".to_string(),
+            FdKind::Pipe => "pipe".to_string(),
+            FdKind::Socket {
+                family,
+                socktype,
+                local,
+                remote,
+            } => {
+                let mut s = format!("socket {family} {socktype}");
+                if let Some(l) = local {
+                    let _ = write!(s, " laddr={l}");
+                }
+                if let Some(r) = remote {
+                    let _ = write!(s, " raddr={r}");
+                }
+                s
+            }
+            FdKind::EventFd => "eventfd".to_string(),
+            FdKind::Epoll => "epoll".to_string(),
+            FdKind::TimerFd => "timerfd".to_string(),
+            FdKind::SignalFd => "signalfd".to_string(),
+            FdKind::Inotify => "inotify".to_string(),
+            FdKind::Fanotify => "fanotify".to_string(),
+            FdKind::MemFd => "memfd".to_string(),
+            FdKind::PidFd => "pidfd".to_string(),
+            FdKind::AnonInode { name } => format!("anon inode [{name}]"),
+            FdKind::CharDevice => "character device".to_string(),
+            FdKind::BlockDevice => "block device".to_string(),
+            FdKind::Other => "other".to_string(),
+        };
+        let mut description = format!("fd {}: {what}", fd.fd);
+        match &fd.path {
+            Some(p) => {
+                let _ = write!(description, " {p}");
+            }
+            None if !matches!(fd.kind, FdKind::Socket { .. }) => {
+                let _ = write!(description, " ({})", fd.target);
+            }
+            None => {}
+        }
+        Resource {
+            kind: ResourceKind::Fd,
+            id: format!("{}:{}", fd.fd, fd.target),
+            description,
+            path: fd.path.clone(),
+            number: Some(i64::from(fd.fd)),
+        }
+    }
+
+    /// Describes a native thread.
+    pub fn from_thread(t: &ThreadInfo) -> Resource {
+        Resource {
+            kind: ResourceKind::NativeThread,
+            id: t.id.to_string(),
+            description: format!("thread id={} name={:?}", t.id, t.name),
+            path: None,
+            number: Some(t.id),
+        }
+    }
+}
+
+/// Resources of one kind that a call left open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceLeak {
+    /// What leaked.
+    pub kind: ResourceKind,
+    /// How many more there were after the calls than before.
+    pub count: i64,
+    /// Calls made between the two counts.
+    pub calls: u64,
+    /// The new resources, described (may be fewer than `count` when some could not be told
+    /// apart from old ones, e.g. a reused fd number).
+    pub leaked: Vec<Resource>,
+}
+
+impl ResourceLeak {
+    /// "detected 1 unclosed file descriptor after calling 'f' 1 time", then one line per
+    /// leaked resource.
+    pub fn message(&self, name: &str) -> String {
+        let plural = if self.count == 1 { "" } else { "s" };
+        let times = if self.calls == 1 { "time" } else { "times" };
+        let mut s = format!(
+            "detected {} {} {}{plural} after calling '{name}' {} {times}",
+            self.count,
+            self.kind.verb(),
+            self.kind.noun(),
+            self.calls
+        );
+        if !self.leaked.is_empty() {
+            s.push(':');
+            for r in &self.leaked {
+                let _ = write!(s, "\n* {}", r.description);
+            }
+        }
+        s
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing leaked.
+    Clean,
+    /// Memory grows with calls; strongest finding first.
+    MemoryLeak {
+        /// One finding per leaking metric.
+        findings: Vec<Finding>,
+    },
+    /// Resources were left open; the first is the one reported.
+    ResourceLeak {
+        /// One entry per leaking resource kind.
+        leaks: Vec<ResourceLeak>,
+    },
+}
+
+/// Everything a check measured and decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Report {
+    /// The function's name.
+    pub name: String,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Calls before measuring.
+    pub warmup_calls: u64,
+    /// Calls in all, warm-up included.
+    pub total_calls: u64,
+    /// The measured runs.
+    pub runs: Vec<Run>,
+    /// The noise floor measured in-process before the runs (largest idle change).
+    pub noise: Values,
+    /// The growth above which a run counted as grown (max of tolerance and noise).
+    pub thresholds: Values,
+    /// Which metrics were measured and judged.
+    pub enabled: [bool; METRIC_COUNT],
+    /// The memory budget (bytes).
+    pub memory_budget: u64,
+    /// Largest growth of the footprint (rss, or malloc in use) seen, bytes.
+    pub peak_growth: i64,
+    /// Wall time of the check, seconds.
+    pub seconds: f64,
+    /// Things worth knowing about the measurement (other threads running, a probe missing).
+    pub notes: Vec<String>,
+}
+
+/// Formats a byte count with a binary unit: `512 B`, `1.5 KiB`, `64.0 MiB`.
+pub fn format_bytes(v: f64) -> String {
+    let a = v.abs();
+    let sign = if v < 0.0 { "-" } else { "" };
+    if a < 1024.0 {
+        let digits = if a.fract() == 0.0 || a >= 100.0 { 0 } else { 1 };
+        return format!("{sign}{a:.digits$} B");
+    }
+    let units = ["KiB", "MiB", "GiB", "TiB"];
+    let mut x = a / 1024.0;
+    let mut i = 0;
+    while x >= 1024.0 && i < units.len() - 1 {
+        x /= 1024.0;
+        i += 1;
+    }
+    format!("{sign}{x:.1} {}", units[i])
+}
+
+fn format_value(m: Metric, v: f64) -> String {
+    if m.is_bytes() {
+        format_bytes(v)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn format_growth(m: Metric, v: i64) -> String {
+    match v {
+        0 => "0".into(),
+        v if v > 0 => format!("+{}", format_value(m, v as f64)),
+        v => format_value(m, v as f64),
+    }
+}
+
+impl Finding {
+    /// One line: "leaks ~64 B/call (heap): 4 of 4 runs grew".
+    pub fn summary(&self, runs: &[Run]) -> String {
+        let unit = if self.metric.is_bytes() { "" } else { " blocks" };
+        let mut s = format!(
+            "leaks ~{}{unit}/call ({})",
+            format_value(self.metric, self.per_call),
+            self.metric.name()
+        );
+        match self.reason {
+            LeakReason::Budget => {
+                let calls: u64 = runs.iter().map(|r| r.calls).sum();
+                let grown: i64 = runs.iter().map(|r| r.growth.get(self.metric)).sum();
+                let _ = write!(
+                    s,
+                    ": grew by {} in {calls} calls and crossed the memory budget",
+                    format_value(self.metric, grown as f64)
+                );
+            }
+            LeakReason::Consistent => {
+                let _ = write!(s, ": {} of {} runs grew", self.runs_grown, self.runs_total);
+            }
+            LeakReason::Persistent => {
+                let _ = write!(
+                    s,
+                    ": {} of {} runs grew, still growing when retries ran out",
+                    self.runs_grown, self.runs_total
+                );
+            }
+        }
+        s
+    }
+}
+
+impl Report {
+    /// The one-line verdict.
+    pub fn verdict_line(&self) -> String {
+        match &self.outcome {
+            Outcome::Clean => format!("'{}' is clean", self.name),
+            Outcome::MemoryLeak { findings } => match findings.first() {
+                Some(f) => format!("'{}' {}", self.name, f.summary(&self.runs)),
+                None => format!("'{}' leaks memory", self.name),
+            },
+            Outcome::ResourceLeak { leaks } => match leaks.first() {
+                Some(l) => l.message(&self.name),
+                None => format!("'{}' leaks resources", self.name),
+            },
+        }
+    }
+
+    /// Whether the verdict is clean.
+    pub fn is_clean(&self) -> bool {
+        self.outcome == Outcome::Clean
+    }
+
+    /// The full report for people: verdict line, then one row per run with the growth of
+    /// each metric, then the noise floor and what the check cost.
+    pub fn to_text(&self) -> String {
+        let mut s = self.verdict_line();
+        if let Outcome::MemoryLeak { findings } = &self.outcome {
+            for f in findings.iter().skip(1) {
+                let _ = write!(s, "\nalso {}", f.summary(&self.runs));
+            }
+        }
+        let metrics: Vec<Metric> = Metric::ALL
+            .into_iter()
+            .filter(|m| self.enabled[m.index()])
+            .collect();
+        if !self.runs.is_empty() {
+            let _ = write!(s, "\n{:>5} {:>7}", "run", "calls");
+            for m in &metrics {
+                let _ = write!(s, " {:>11}", m.name());
+            }
+            let _ = write!(s, " {:>11}", "per call");
+            for (i, run) in self.runs.iter().enumerate() {
+                let _ = write!(s, "\n{:>5} {:>7}", i + 1, run.calls);
+                for m in &metrics {
+                    let _ = write!(s, " {:>11}", format_growth(*m, run.growth.get(*m)));
+                }
+                let pc = self.per_call_of(run);
+                let _ = write!(s, " {:>11}", pc);
+                if run.budget_stop {
+                    s.push_str("  (stopped: memory budget)");
+                }
+            }
+            let _ = write!(s, "\n{:>13}", "threshold");
+            for m in &metrics {
+                let _ = write!(s, " {:>11}", format_value(*m, self.thresholds.get(*m) as f64));
+            }
+            let _ = write!(s, "\n{:>13}", "noise floor");
+            for m in &metrics {
+                let _ = write!(s, " {:>11}", format_value(*m, self.noise.get(*m) as f64));
+            }
+        }
+        if let Outcome::ResourceLeak { leaks } = &self.outcome {
+            for l in leaks.iter().skip(1) {
+                let _ = write!(s, "\nalso {}", l.message(&self.name));
+            }
+        }
+        let _ = write!(
+            s,
+            "\n{} calls ({} warm-up) in {:.2} s; peak growth {} (budget {})",
+            self.total_calls,
+            self.warmup_calls,
+            self.seconds,
+            format_bytes(self.peak_growth as f64),
+            format_bytes(self.memory_budget as f64)
+        );
+        for n in &self.notes {
+            let _ = write!(s, "\nnote: {n}");
+        }
+        s
+    }
+
+    /// The growth per call of a run on the metric that leaks (or the heap), for the table.
+    fn per_call_of(&self, run: &Run) -> String {
+        let m = match &self.outcome {
+            Outcome::MemoryLeak { findings } => findings.first().map_or(Metric::Heap, |f| f.metric),
+            _ => Metric::Heap,
+        };
+        let v = run.growth.get(m) as f64 / run.calls.max(1) as f64;
+        format!("{} {}", format_value(m, v), m.name())
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_formatted_with_binary_units() {
+        assert_eq!(format_bytes(0.0), "0 B");
+        assert_eq!(format_bytes(64.0), "64 B");
+        assert_eq!(format_bytes(12.5), "12.5 B");
+        assert_eq!(format_bytes(1536.0), "1.5 KiB");
+        assert_eq!(format_bytes(64.0 * 1048576.0), "64.0 MiB");
+        assert_eq!(format_bytes(-4096.0), "-4.0 KiB");
+    }
+
+    #[test]
+    fn resource_message_reads_like_the_reference() {
+        let l = ResourceLeak {
+            kind: ResourceKind::Fd,
+            count: 1,
+            calls: 1,
+            leaked: vec![Resource {
+                kind: ResourceKind::Fd,
+                id: "5:pipe:[1]".into(),
+                description: "fd 5: pipe (pipe:[1])".into(),
+                path: None,
+                number: Some(5),
+            }],
+        };
+        assert_eq!(
+            l.message("fun"),
+            "detected 1 unclosed file descriptor after calling 'fun' 1 time:\n* fd 5: pipe (pipe:[1])"
+        );
+        let l = ResourceLeak {
+            count: 2,
+            calls: 3000,
+            leaked: vec![],
+            ..l
+        };
+        assert_eq!(
+            l.message("f"),
+            "detected 2 unclosed file descriptors after calling 'f' 3000 times"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! Linux backend: glibc's malloc statistics and `/proc/self`.
+//!
+//! Everything on the measuring path reads into fixed stack buffers and allocates nothing:
+//! the probes run inside the process they measure.
+
+mod fds;
+mod malloc;
+mod memory;
+pub(crate) mod parse;
+mod threads;
+
+pub(crate) const NAME: &str = "linux";
+
+pub(crate) use fds::{fd_count, fd_list};
+pub(crate) use malloc::{malloc_stats, malloc_trim};
+pub(crate) use memory::{memory_quick, process_memory};
+pub(crate) use threads::{thread_count, thread_list};

@@ -1,0 +1,28 @@
+//! The only module that knows the operating system. One backend is chosen here, once; the
+//! rest of the crate calls these functions and never uses `#[cfg(target_os)]` itself.
+//!
+//! Every backend provides the same functions:
+//!
+//! | function          | cost (Linux)                                   | allocates |
+//! |-------------------|------------------------------------------------|-----------|
+//! | `malloc_stats`    | `mallinfo2()`: walks malloc's free lists       | no        |
+//! | `malloc_trim`     | `malloc_trim(0)`: walks the heap               | no        |
+//! | `memory_quick`    | one read of `/proc/self/statm` (rss, vms)      | no        |
+//! | `process_memory`  | statm + `/proc/self/smaps_rollup` (Linux 4.14) | no        |
+//! | `fd_count`        | `getdents64` over `/proc/self/fd`              | no        |
+//! | `fd_list`         | readlink + fstat (+ socket calls) per fd       | yes       |
+//! | `thread_count`    | one read of `/proc/self/status`                | no        |
+//! | `thread_list`     | `/proc/self/task/*/comm`                       | yes       |
+
+#[cfg(target_os = "linux")]
+pub(crate) mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux as backend;
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) mod unsupported;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use unsupported as backend;
+
+/// The name of the backend compiled in (`"linux"`, `"unsupported"`).
+pub const BACKEND: &str = backend::NAME;

@@ -1,0 +1,39 @@
+"""Stubs of the native module psleak._psleak (crates/psleak-python)."""
+
+from collections.abc import Callable
+from typing import Any
+
+__version__: str
+BUILD_PROFILE: str
+BACKEND: str
+DEFAULT_MEMORY_BUDGET: int
+METRICS: list[str]
+
+class ProbeError(OSError): ...
+
+def malloc_stats() -> dict[str, int]: ...
+def malloc_trim() -> bool: ...
+def process_memory() -> dict[str, int]: ...
+def memory_quick() -> tuple[int, int]: ...
+def fd_count() -> int: ...
+def fd_list() -> list[dict[str, Any]]: ...
+def thread_count() -> int: ...
+def thread_list() -> list[dict[str, Any]]: ...
+def format_bytes(v: float) -> str: ...
+def run_check(
+    fun: Callable[[], object],
+    *,
+    name: str,
+    warmup: int,
+    times: int,
+    retries: int,
+    tolerance: dict[str, int],
+    memory_budget: int,
+    memory: bool = True,
+    fds: bool = True,
+    threads: bool = True,
+    settle: Callable[[], object] | None = None,
+    blocks: Callable[[], int] | None = None,
+    resources: Callable[[str], list[dict[str, str]]] | None = None,
+    progress: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[dict[str, Any], str]: ...
