@@ -85,6 +85,17 @@ impl Metric {
         self != Metric::Blocks
     }
 
+    /// 0 for the most precise metrics: allocator counters are byte-exact, block counts exact,
+    /// kernel memory page-granular and disturbed by the allocator's own caching.
+    pub fn precision_rank(self) -> u8 {
+        match self {
+            Metric::Heap | Metric::Mmap => 0,
+            Metric::Blocks => 1,
+            Metric::Uss | Metric::Rss => 2,
+            Metric::Vms => 3,
+        }
+    }
+
     /// Position in a [`Values`] array.
     pub fn index(self) -> usize {
         self as usize
@@ -265,8 +276,8 @@ fn finding(policy: &Policy, runs: &[Run], m: Metric, s: Streak, reason: LeakReas
     }
 }
 
-/// Findings for every metric whose streak satisfies `min_len`, strongest first (byte metrics
-/// before blocks, then by total growth).
+/// Findings for every metric whose streak satisfies `min_len`, most precise first: the
+/// byte-exact allocator counters, then the exact block count, then page-granular memory.
 fn findings(policy: &Policy, runs: &[Run], min_len: u32, reason: LeakReason) -> Vec<Finding> {
     let mut out: Vec<(Streak, Finding)> = Metric::ALL
         .into_iter()
@@ -275,7 +286,7 @@ fn findings(policy: &Policy, runs: &[Run], min_len: u32, reason: LeakReason) -> 
             (s.len >= min_len && s.len > 0).then(|| (s, finding(policy, runs, m, s, reason)))
         })
         .collect();
-    out.sort_by_key(|(s, f)| (!f.metric.is_bytes(), std::cmp::Reverse(s.growth)));
+    out.sort_by_key(|(s, f)| (f.metric.precision_rank(), std::cmp::Reverse(s.growth)));
     out.into_iter().map(|(_, f)| f).collect()
 }
 
@@ -521,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn blocks_leak_is_found_and_ranks_after_bytes() {
+    fn blocks_leak_is_found() {
         let (d, _) = simulate(&policy(), |_, n| (Metric::Blocks, n as i64));
         assert_eq!(leak_metric(&d), Some(Metric::Blocks));
     }

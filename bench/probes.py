@@ -1,0 +1,114 @@
+"""Probe cost: psleak's memory snapshot vs psutil's, and execute()'s per-call overhead.
+
+A full memory snapshot is what a leak check takes at each measurement: the allocator's
+statistics plus rss, vms and uss. psutil's equivalent is ``heap_info()`` plus
+``Process().memory_full_info()`` (what psleak 0.1.6 calls). Both run in this process,
+interleaved in rounds, so machine noise hits both alike; the ratios are what to read.
+
+    python bench/probes.py [--rounds N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import psleak
+from psleak import _psleak
+
+
+def per_call_us(fun: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fun()
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int, n: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        for name, fun in cases.items():
+            samples[name].append(per_call_us(fun, n))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--n", type=int, default=300, help="calls per round and case")
+    ap.add_argument("--json", help="write the figures as JSON to this path")
+    args = ap.parse_args()
+
+    try:
+        import psutil
+    except ImportError:
+        sys.exit("psutil is needed for the comparison: pip install psutil")
+    proc = psutil.Process()
+
+    def ours_snapshot() -> None:
+        _psleak.malloc_stats()
+        _psleak.process_memory()
+
+    def psutil_snapshot() -> None:
+        psutil.heap_info()
+        proc.memory_full_info()
+
+    def ours_quick() -> None:
+        _psleak.malloc_stats()
+        _psleak.memory_quick()
+
+    def psutil_quick() -> None:
+        psutil.heap_info()
+        proc.memory_info()
+
+    cases = {
+        "snapshot: psleak (malloc stats + rss/vms/uss)": ours_snapshot,
+        "snapshot: psutil (heap_info + memory_full_info)": psutil_snapshot,
+        "quick: psleak (malloc stats + rss/vms)": ours_quick,
+        "quick: psutil (heap_info + memory_info)": psutil_quick,
+        "fd count: psleak": _psleak.fd_count,
+        "fd count: psutil num_fds": proc.num_fds,
+        "thread count: psleak": _psleak.thread_count,
+        "thread count: psutil num_threads": proc.num_threads,
+    }
+    res = interleaved(cases, args.rounds, args.n)
+
+    # execute() overhead: a check of an empty function, and of the same function called
+    # in a plain loop the same number of times.
+    def empty() -> None:
+        pass
+
+    t = time.perf_counter()
+    report = psleak.check(empty)
+    check_s = time.perf_counter() - t
+    calls = report.data["total_calls"]
+    loop_us = per_call_us(empty, calls)
+
+    print(f"psleak {psleak.__version__} ({psleak.BUILD_PROFILE}), psutil {psutil.__version__}, "
+          f"Python {platform.python_version()}, {platform.machine()}; median of {args.rounds} rounds")
+    print(f"{'probe':52} {'µs/call':>9}")
+    for k, v in res.items():
+        print(f"{k:52} {v:9.2f}")
+    pairs = [("snapshot", "snapshot: psleak (malloc stats + rss/vms/uss)", "snapshot: psutil (heap_info + memory_full_info)"),
+             ("quick", "quick: psleak (malloc stats + rss/vms)", "quick: psutil (heap_info + memory_info)"),
+             ("fd count", "fd count: psleak", "fd count: psutil num_fds"),
+             ("thread count", "thread count: psleak", "thread count: psutil num_threads")]
+    print()
+    ratios = {}
+    for label, ours, theirs in pairs:
+        ratios[label] = res[theirs] / res[ours]
+        print(f"{label:14} psleak is {ratios[label]:5.1f}x cheaper than psutil")
+    print(f"\ncheck of an empty function: {calls} calls in {check_s * 1000:.1f} ms "
+          f"({check_s / calls * 1e6:.2f} µs/call all included; a bare Python loop: {loop_us:.3f} µs/call)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"probes_us": res, "ratios": ratios, "check_empty_s": check_s, "check_empty_calls": calls}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

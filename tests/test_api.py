@@ -1,0 +1,399 @@
+"""The Python API: compatibility with psleak 0.1.6's names and knobs, validation, and the
+verdicts on small leaks made through ctypes (no compiled test extension needed)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import tempfile
+import threading
+import unittest
+
+import pytest
+
+import psleak
+from psleak import Checkers, LeakTest, MemoryLeakTestCase
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+
+def c_leak() -> None:
+    libc.malloc(64)
+
+
+def c_clean() -> None:
+    libc.free(libc.malloc(64))
+
+
+class Case(MemoryLeakTestCase):
+    def runTest(self) -> None:  # a TestCase needs a method to be instantiated
+        pass
+
+
+@pytest.fixture
+def case() -> Case:
+    return Case()
+
+
+# --- probes
+
+
+def test_malloc_info_is_a_mapping_and_has_attributes() -> None:
+    info = psleak.malloc_info()
+    for key in ("heap_used", "mmap_used", "heap_total"):
+        assert isinstance(info[key], int)
+        assert getattr(info, key) == info[key]
+    assert set(info) >= {"heap_used", "mmap_used", "heap_total"}
+    assert info.heap_total >= info.heap_used - info.mmap_used or info.heap_total > 0
+    with pytest.raises(KeyError):
+        info["nope"]
+
+
+def test_malloc_trim_returns_bool() -> None:
+    assert isinstance(psleak.malloc_trim(), bool)
+
+
+def test_memory_info_fields() -> None:
+    m = psleak.memory_info()
+    assert m.rss > 0 and m.vms >= m.rss and 0 < m.uss <= m.rss
+
+
+def test_version_and_profile() -> None:
+    assert psleak.__version__
+    assert psleak.BUILD_PROFILE in ("release", "debug")
+
+
+def test_probe_error_is_an_oserror() -> None:
+    assert issubclass(psleak.ProbeError, OSError)
+
+
+# --- compatibility of names
+
+
+def test_exception_hierarchy() -> None:
+    assert issubclass(psleak.Error, AssertionError)
+    for cls in (
+        psleak.MemoryLeakError,
+        psleak.UnclosedResourceError,
+        psleak.UnclosedFdError,
+        psleak.UnclosedHandleError,
+        psleak.UnclosedHeapCreateError,
+        psleak.UnclosedNativeThreadError,
+        psleak.UnclosedPythonThreadError,
+        psleak.UncollectableGarbageError,
+    ):
+        assert issubclass(cls, psleak.Error)
+    for cls in (psleak.UnclosedFdError, psleak.UncollectableGarbageError):
+        assert issubclass(cls, psleak.UnclosedResourceError)
+
+
+def test_unclosed_resource_error_can_be_built_like_the_reference() -> None:
+    e = psleak.UnclosedFdError(2, "fun", extras=["a", "b"])
+    assert (e.count, e.fun_name) == (2, "fun")
+    assert str(e).startswith("detected 2 unclosed file descriptors after calling 'fun' 1 time:")
+
+
+def test_class_defaults() -> None:
+    assert MemoryLeakTestCase.warmup_times == 10
+    assert MemoryLeakTestCase.times == 200
+    assert MemoryLeakTestCase.retries == 10
+    assert MemoryLeakTestCase.tolerance == 0
+    assert MemoryLeakTestCase.trim_callback is None
+    assert MemoryLeakTestCase.checkers == Checkers()
+    assert MemoryLeakTestCase.verbosity == 0
+    assert issubclass(MemoryLeakTestCase, unittest.TestCase)
+
+
+def test_checkers_only_and_exclude() -> None:
+    c = Checkers.only("fds", "memory")
+    assert c.fds and c.memory and not (c.handles or c.c_threads or c.py_threads or c.gcgarbage)
+    c = Checkers.exclude("memory")
+    assert not c.memory and c.fds and c.gcgarbage
+    with pytest.raises(ValueError, match="'bogus'"):
+        Checkers.only("bogus", "fds")
+    with pytest.raises(ValueError, match="'nope'"):
+        Checkers.exclude("nope")
+    with pytest.raises(AttributeError):
+        c.memory = True  # type: ignore[misc]
+
+
+# --- validation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "message"),
+    [
+        ({"times": "10"}, TypeError, "'times' must be instance of int (got '10')"),
+        ({"warmup_times": 1.5}, TypeError, "'warmup_times' must be instance of int (got 1.5)"),
+        ({"retries": None, "times": True}, TypeError, "'times' must be instance of int (got True)"),
+        ({"tolerance": "x"}, TypeError, "'tolerance' must be instance of int or dict"),
+        ({"times": 0}, ValueError, "'times' must be >= 1 (got 0)"),
+        ({"retries": 0}, ValueError, "'retries' must be >= 1"),
+        ({"warmup_times": -1}, ValueError, "'warmup_times' must be >= 0"),
+        ({"tolerance": -1}, ValueError, "'tolerance' must be >= 0"),
+        ({"tolerance": {"x": 1}}, ValueError, "invalid tolerance key 'x'"),
+        ({"tolerance": {"heap": -5}}, ValueError, "tolerance['heap']"),
+        ({"trim_callback": 3}, TypeError, "'trim_callback' must be callable"),
+        ({"checkers": "fds"}, TypeError, "'checkers' must be instance of Checkers"),
+        ({"memory_budget": 10}, ValueError, "'memory_budget' must be >= 1048576"),
+    ],
+)
+def test_bad_knobs_are_named(case: Case, kwargs: dict, exc: type, message: str) -> None:
+    with pytest.raises(exc) as info:
+        case.execute(c_clean, **kwargs)
+    assert message in str(info.value)
+
+
+def test_fun_must_be_callable(case: Case) -> None:
+    with pytest.raises(TypeError, match="'fun' must be callable"):
+        case.execute(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'fun' must be callable"):
+        psleak.check("nope")  # type: ignore[arg-type]
+
+
+def test_tolerance_dict_keys_of_the_reference_are_accepted(case: Case) -> None:
+    case.execute(c_clean, tolerance={"heap": 0, "mmap": 0, "uss": 0, "rss": 0, "vms": 0})
+
+
+# --- verdicts
+
+
+def test_c_leak_fails_with_report(case: Case) -> None:
+    with pytest.raises(psleak.MemoryLeakError) as info:
+        case.execute(c_leak)
+    text = str(info.value)
+    first = text.splitlines()[0]
+    assert first.startswith("'c_leak' leaks ~80 B/call (heap)") or "B/call (heap)" in first, text
+    assert "runs grew" in first
+    assert "run   calls" in text
+    report = info.value.report
+    assert report.verdict == "memory_leak"
+    assert 70 <= report.bytes_per_call <= 90
+
+
+def test_clean_function_passes_quickly(case: Case) -> None:
+    report = case.execute(c_clean)
+    assert report.clean
+    assert report.data["total_calls"] < 1000
+
+
+def test_args_are_passed(case: Case) -> None:
+    seen = []
+    case.execute(seen.append, 1, times=5, retries=1, warmup_times=0)
+    assert set(seen) == {1}
+
+
+def test_call_hook_sees_every_call() -> None:
+    calls = [0]  # a counter: appending to a list would itself grow with calls
+
+    class Hooked(Case):
+        def call(self, fun):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            return fun()
+
+    report = Hooked().execute(c_clean)
+    assert calls[0] == report.data["total_calls"]
+
+
+def test_base_class_attributes_take_effect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MemoryLeakTestCase, "times", 7)
+    monkeypatch.setattr(MemoryLeakTestCase, "warmup_times", 3)
+    report = Case().execute(c_clean)
+    assert report.runs[0]["calls"] == 7
+    assert report.data["warmup_calls"] == 3
+
+
+def test_execute_kwargs_override_class_attributes(case: Case) -> None:
+    report = case.execute(c_clean, times=11, warmup_times=0)
+    assert report.runs[0]["calls"] == 11
+
+
+def test_execute_w_exc(case: Case) -> None:
+    def raises() -> None:
+        raise ValueError("boom")
+
+    case.execute_w_exc(ValueError, raises)
+    with pytest.raises(AssertionError, match="did not raise"):
+        case.execute_w_exc(ValueError, c_clean)
+    with pytest.raises(KeyError):
+        case.execute_w_exc(ValueError, lambda: {}["k"])
+
+
+def test_exception_from_fun_propagates(case: Case) -> None:
+    def boom() -> None:
+        raise RuntimeError("from fun")
+
+    with pytest.raises(RuntimeError, match="from fun"):
+        case.execute(boom)
+
+
+def test_no_skip_without_pythonmalloc(monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    report = case.execute(c_clean)  # runs, does not raise SkipTest
+    assert report.clean
+
+
+def test_python_object_leak_is_caught(case: Case) -> None:
+    hoard = []
+    with pytest.raises(psleak.MemoryLeakError):
+        case.execute(lambda: hoard.append(object()))
+
+
+def test_large_leak_stops_at_the_budget(case: Case) -> None:
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+    held = []
+
+    def big() -> None:
+        p = libc.malloc(1 << 20)
+        libc.memset(p, 1, 1 << 20)
+        held.append(p)
+
+    try:
+        with pytest.raises(psleak.MemoryLeakError, match="memory budget") as info:
+            case.execute(big)
+        report = info.value.report
+        assert report.data["peak_growth"] <= report.data["memory_budget"] + (8 << 20)
+        assert report.data["seconds"] < 5
+    finally:
+        for p in held:
+            libc.free(p)
+
+
+# --- resources
+
+
+def test_pipe_leak_is_described(case: Case) -> None:
+    fds: list[int] = []
+    try:
+        with pytest.raises(psleak.UnclosedFdError) as info:
+            case.execute(lambda: fds.extend(os.pipe()), checkers=Checkers.only("fds"))
+        e = info.value
+        assert e.count == 2
+        assert e.fun_name == "<lambda>"
+        assert str(e).startswith("detected 2 unclosed file descriptors after calling '<lambda>' 1 time:")
+        assert all(x.kind == "fd" for x in e.extras)
+        assert "pipe" in str(e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_file_leak_has_path(case: Case) -> None:
+    files = []
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "a file with spaces")
+        with open(path, "w"):
+            pass
+        try:
+            with pytest.raises(psleak.UnclosedFdError) as info:
+                case.execute(lambda: files.append(open(path)), checkers=Checkers.only("fds"))  # noqa: SIM115
+            assert [x.path for x in info.value.extras] == [path]
+        finally:
+            for f in files:
+                f.close()
+
+
+def test_socket_leak_names_its_type(case: Case) -> None:
+    socks = []
+    try:
+        with pytest.raises(psleak.UnclosedFdError, match="SOCK_STREAM"):
+            case.execute(lambda: socks.append(socket.socket()), checkers=Checkers.only("fds"))
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_python_thread_leak(case: Case) -> None:
+    stop = threading.Event()
+    try:
+        with pytest.raises(psleak.UnclosedPythonThreadError, match="1 unclosed Python thread"):
+            case.execute(lambda: threading.Thread(target=stop.wait, daemon=True).start())
+    finally:
+        stop.set()
+
+
+def test_joined_thread_is_clean(case: Case) -> None:
+    def run() -> None:
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+
+    case.execute(run, times=50)
+
+
+def test_gc_cycle_is_reported(case: Case) -> None:
+    class Node:
+        pass
+
+    def cycle() -> None:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # type: ignore[attr-defined]
+
+    with pytest.raises(psleak.UncollectableGarbageError) as info:
+        case.execute(cycle, checkers=Checkers.only("gcgarbage"))
+    assert info.value.count == 2
+    assert all(isinstance(o, Node) for o in info.value.extras)
+
+
+def test_gc_debugger_context_manager() -> None:
+    class Node:
+        pass
+
+    def cycle() -> None:
+        a = Node()
+        a.me = a  # type: ignore[attr-defined]
+
+    with psleak.GCDebugger() as dbg:
+        c_clean()
+    dbg.check(c_clean)
+    with psleak.GCDebugger() as dbg:
+        cycle()
+    with pytest.raises(psleak.UncollectableGarbageError):
+        dbg.check(cycle)
+
+
+# --- auto_generate
+
+
+def test_auto_generate_makes_test_methods() -> None:
+    class Generated(MemoryLeakTestCase):
+        @classmethod
+        def auto_generate(cls):  # type: ignore[no-untyped-def]
+            return {"clean": LeakTest(c_clean), "args": LeakTest(libc.free, None, times=5)}
+
+    assert callable(Generated.test_leak_clean)
+    assert callable(Generated.test_leak_args)
+    result = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(  # noqa: SIM115
+        unittest.defaultTestLoader.loadTestsFromTestCase(Generated)
+    )
+    assert result.wasSuccessful(), result.failures + result.errors
+
+
+def test_auto_generate_rejects_bad_entries() -> None:
+    with pytest.raises(TypeError, match="must return a dict"):
+
+        class NotDict(MemoryLeakTestCase):
+            @classmethod
+            def auto_generate(cls):  # type: ignore[no-untyped-def]
+                return [LeakTest(c_clean)]
+
+    with pytest.raises(TypeError, match="must be a LeakTest"):
+
+        class NotLeakTest(MemoryLeakTestCase):
+            @classmethod
+            def auto_generate(cls):  # type: ignore[no-untyped-def]
+                return {"x": c_clean}
+
+    with pytest.raises(RuntimeError, match="already defines test_leak_x"):
+
+        class Clash(MemoryLeakTestCase):
+            def test_leak_x(self) -> None:
+                pass
+
+            @classmethod
+            def auto_generate(cls):  # type: ignore[no-untyped-def]
+                return {"x": LeakTest(c_clean)}
