@@ -89,25 +89,37 @@ def main() -> None:
     calls = report.data["total_calls"]
     loop_us = per_call_us(empty, calls)
 
-    print(f"psleak {psleak.__version__} ({psleak.BUILD_PROFILE}), psutil {psutil.__version__}, "
-          f"Python {platform.python_version()}, {platform.machine()}; median of {args.rounds} rounds")
+    print(
+        f"psleak {psleak.__version__} ({psleak.BUILD_PROFILE}), psutil {psutil.__version__}, "
+        f"Python {platform.python_version()}, {platform.machine()}; median of {args.rounds} rounds"
+    )
     print(f"{'probe':52} {'µs/call':>9}")
     for k, v in res.items():
         print(f"{k:52} {v:9.2f}")
-    pairs = [("snapshot", "snapshot: psleak (malloc stats + rss/vms/uss)", "snapshot: psutil (heap_info + memory_full_info)"),
-             ("quick", "quick: psleak (malloc stats + rss/vms)", "quick: psutil (heap_info + memory_info)"),
-             ("fd count", "fd count: psleak", "fd count: psutil num_fds"),
-             ("thread count", "thread count: psleak", "thread count: psutil num_threads")]
+    pairs = [
+        (
+            "snapshot",
+            "snapshot: psleak (malloc stats + rss/vms/uss)",
+            "snapshot: psutil (heap_info + memory_full_info)",
+        ),
+        ("quick", "quick: psleak (malloc stats + rss/vms)", "quick: psutil (heap_info + memory_info)"),
+        ("fd count", "fd count: psleak", "fd count: psutil num_fds"),
+        ("thread count", "thread count: psleak", "thread count: psutil num_threads"),
+    ]
     print()
     ratios = {}
     for label, ours, theirs in pairs:
         ratios[label] = res[theirs] / res[ours]
         print(f"{label:14} psleak is {ratios[label]:5.1f}x cheaper than psutil")
-    print(f"\ncheck of an empty function: {calls} calls in {check_s * 1000:.1f} ms "
-          f"({check_s / calls * 1e6:.2f} µs/call all included; a bare Python loop: {loop_us:.3f} µs/call)")
+    print(
+        f"\ncheck of an empty function: {calls} calls in {check_s * 1000:.1f} ms "
+        f"({check_s / calls * 1e6:.2f} µs/call all included; a bare Python loop: {loop_us:.3f} µs/call)"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"probes_us": res, "ratios": ratios, "check_empty_s": check_s, "check_empty_calls": calls}, f, indent=2)
+            json.dump(
+                {"probes_us": res, "ratios": ratios, "check_empty_s": check_s, "check_empty_calls": calls}, f, indent=2
+            )
 
 
 if __name__ == "__main__":

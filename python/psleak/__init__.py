@@ -13,13 +13,13 @@ from ._core import DEFAULTS, TOLERANCE_KEYS, LeakedResource, Report, check
 from ._errors import (
     Error,
     MemoryLeakError,
-    UncollectableGarbageError,
     UnclosedFdError,
     UnclosedHandleError,
     UnclosedHeapCreateError,
     UnclosedNativeThreadError,
     UnclosedPythonThreadError,
     UnclosedResourceError,
+    UncollectableGarbageError,
 )
 from ._gc import GCDebugger
 from ._probes import (
@@ -59,13 +59,13 @@ __all__ = [
     "ProbeError",
     "Report",
     "ThreadInfo",
-    "UncollectableGarbageError",
     "UnclosedFdError",
     "UnclosedHandleError",
     "UnclosedHeapCreateError",
     "UnclosedNativeThreadError",
     "UnclosedPythonThreadError",
     "UnclosedResourceError",
+    "UncollectableGarbageError",
     "__version__",
     "check",
     "fd_count",

@@ -22,13 +22,13 @@ from ._checkers import Checkers
 from ._errors import (
     Error,
     MemoryLeakError,
-    UncollectableGarbageError,
     UnclosedFdError,
     UnclosedHandleError,
     UnclosedHeapCreateError,
     UnclosedNativeThreadError,
     UnclosedPythonThreadError,
     UnclosedResourceError,
+    UncollectableGarbageError,
 )
 from ._gc import GCDebugger
 
@@ -98,6 +98,7 @@ def resolve_knobs(source: Any = None, **overrides: Any) -> dict[str, Any]:
 
 
 def validate_knobs(
+    *,
     warmup_times: Any,
     times: Any,
     retries: Any,
@@ -284,7 +285,9 @@ class _PythonHooks:
             key = str(id(obj))
             self.gc_objects[key] = obj
             text = repr(obj)
-            out.append({"kind": "gc_object", "id": key, "description": text if len(text) <= 200 else text[:197] + "..."})
+            out.append(
+                {"kind": "gc_object", "id": key, "description": text if len(text) <= 200 else text[:197] + "..."}
+            )
         return out
 
     def close(self) -> None:

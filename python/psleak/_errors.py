@@ -3,7 +3,8 @@ fails a test like any failed assertion."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class Error(AssertionError):

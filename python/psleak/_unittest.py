@@ -42,7 +42,7 @@ class MemoryLeakTestCase(unittest.TestCase):
 
     #: Calls before measuring (lazy initialisation, caches).
     warmup_times: ClassVar[int] = _core.DEFAULTS["warmup_times"]
-    #: Calls in the first measured run; later runs double it, up to 16×.
+    #: Calls in the first measured run; later runs double it, up to 16 times.
     times: ClassVar[int] = _core.DEFAULTS["times"]
     #: Most measured runs.
     retries: ClassVar[int] = _core.DEFAULTS["retries"]
@@ -98,30 +98,41 @@ class MemoryLeakTestCase(unittest.TestCase):
         report."""
         if not callable(fun):
             raise TypeError(f"'fun' must be callable (got {fun!r})")
-        knobs = _core.resolve_knobs(
-            self,
-            warmup_times=warmup_times,
-            times=times,
-            retries=retries,
-            tolerance=tolerance,
-            trim_callback=trim_callback,
-            checkers=checkers,
-            memory_budget=memory_budget,
-        )
         target = functools.partial(fun, *args) if args else fun
         call = self.call
 
         def through_hook() -> Any:
             return call(target)
 
+        given = {
+            "warmup_times": warmup_times,
+            "times": times,
+            "retries": retries,
+            "tolerance": tolerance,
+            "trim_callback": trim_callback,
+            "checkers": checkers,
+            "memory_budget": memory_budget,
+        }
+        return self._run(through_hook, _core.qualname(fun), given)
+
+    def _run(self, fun: Callable[[], Any], name: str, given: dict[str, Any]) -> _core.Report:
+        """Checks ``fun`` (already going through :meth:`call`) with the knobs in ``given``
+        (None: the class attribute)."""
+        knobs = _core.resolve_knobs(self, **{k: given.get(k) for k in _core.KNOBS})
         progress = _print_progress if self.verbosity >= 2 else None
-        report = _core.check(through_hook, name=_core.qualname(fun), progress=progress, **knobs)
+        report = _core.check(fun, name=name, progress=progress, **knobs)
         if self.verbosity >= 1:
-            print(report.text, file=sys.stderr, flush=True)
+            print(report.text, file=sys.stderr, flush=True)  # noqa: T201 - verbosity 1 asks for it
         report.raise_for_leak()
         return report
 
-    def execute_w_exc(self, exc: type[BaseException] | tuple[type[BaseException], ...], fun: Callable[..., Any], *args: Any, **kwargs: Any) -> _core.Report:
+    def execute_w_exc(
+        self,
+        exc: type[BaseException] | tuple[type[BaseException], ...],
+        fun: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> _core.Report:
         """Like :meth:`execute`, for a function that must raise ``exc`` on every call; the
         test fails if a call does not raise. Other exceptions propagate."""
         target = functools.partial(fun, *args) if args else fun
@@ -134,14 +145,10 @@ class MemoryLeakTestCase(unittest.TestCase):
                 return
             self.fail(f"{name!r} did not raise {exc}")
 
-        expect_raise.__qualname__ = name
-        saved_call = self.call
-        # The wrapper already goes through self.call; do not wrap twice.
-        self.call = lambda f: f()  # type: ignore[method-assign]
-        try:
-            return self.execute(expect_raise, **kwargs)
-        finally:
-            self.call = saved_call  # type: ignore[method-assign]
+        unknown = set(kwargs) - set(_core.KNOBS)
+        if unknown:
+            raise TypeError(f"execute_w_exc() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        return self._run(expect_raise, name, kwargs)
 
 
 def _generated_test(test_name: str, entry: LeakTest) -> Callable[[MemoryLeakTestCase], None]:
@@ -154,4 +161,4 @@ def _generated_test(test_name: str, entry: LeakTest) -> Callable[[MemoryLeakTest
 
 
 def _print_progress(p: dict[str, Any]) -> None:
-    print(f"psleak: run {p['run']}/{p['max_runs']}: {p['calls']} calls", file=sys.stderr, flush=True)
+    print(f"psleak: run {p['run']}/{p['max_runs']}: {p['calls']} calls", file=sys.stderr, flush=True)  # noqa: T201 - verbosity 2 asks for it

@@ -373,8 +373,9 @@ impl<'a, H: Host> Driver<'a, H> {
     fn run(mut self) -> Res<Report, H::Error> {
         match backend::thread_count() {
             Ok(n) if n > 1 => self.notes.push(format!(
-                "{} other thread(s) were running: their allocations count as noise; run leak \
-                 tests alone (one per process, or --test-threads=1) for exact figures",
+                "{} other thread(s) existed during the check: what they allocate meanwhile \
+                 counts as noise; run leak tests alone (one per process, or \
+                 --test-threads=1) for exact figures",
                 n - 1
             )),
             _ => {}

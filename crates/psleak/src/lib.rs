@@ -27,27 +27,58 @@
 //! (200 + 400 calls by default); a leak after four runs, or as soon as the process has grown
 //! by the memory budget (64 MiB by default).
 //!
-//! ## Caveats
+//! ## The test harness hazard
 //!
-//! * Other threads that allocate while a check runs add noise; the noise floor is measured
-//!   before the runs and raises the thresholds accordingly. `cargo test` runs tests on
-//!   several threads: put each leak test in its own integration-test file or run with
-//!   `--test-threads=1`. The report notes when other threads were running.
+//! The probes measure the whole process. `cargo test` runs tests on several threads at
+//! once, so while one test measures, another may allocate, open files or start threads,
+//! and its activity lands in the measurement: a clean function may look leaky, a leak may
+//! hide behind another test's frees. psleak measures the noise floor before the runs and
+//! raises its thresholds to match, and the report notes how many other threads existed,
+//! but the remedy is to run leak checks alone:
+//!
+//! * put each leak test in its own integration-test file (`tests/leak_parse.rs`, ...):
+//!   every file is its own process, or
+//! * run the leak tests with `cargo test -- --test-threads=1` (this project's own tests
+//!   do this; see its `Makefile`).
+//!
+//! ## Other caveats
+//!
 //! * glibc only for `heap`/`mmap` (musl has no `mallinfo2`: those metrics are skipped and the
 //!   report says so). Linux only for now: other platforms compile and answer
 //!   [`Error::Unavailable`].
+//! * Memory that a function keeps on purpose (a cache) looks like a leak until it stops
+//!   growing. Caches that fill within the first few thousand calls pass; a larger one
+//!   needs a `warmup`, a `tolerance`, or a trim hook in the front end.
+//! * A function that grows the process by more than the memory budget is reported, even
+//!   if it would stop later: raise the budget for functions that legitimately do.
 //!
 //! ## Example
 //!
-//! ```no_run
-//! use psleak::LeakCheck;
+//! A leak reached through FFI (libc's `malloc`, never freed) fails; its twin passes:
 //!
-//! let report = LeakCheck::new().name("vec").run(|| {
-//!     let v = vec![0u8; 1024];
-//!     std::hint::black_box(v);
-//! });
-//! assert!(report.is_ok());
 //! ```
+//! use psleak::{LeakCheck, LeakError};
+//!
+//! extern "C" {
+//!     fn malloc(size: usize) -> *mut std::ffi::c_void;
+//!     fn free(p: *mut std::ffi::c_void);
+//! }
+//!
+//! let leak = LeakCheck::new().name("leaky").run(|| unsafe {
+//!     std::hint::black_box(malloc(64));
+//! });
+//! match leak {
+//!     Err(LeakError::Leak(report)) => println!("{report}"),
+//!     other => panic!("expected a leak, got {other:?}"),
+//! }
+//!
+//! LeakCheck::new()
+//!     .name("tidy")
+//!     .run(|| unsafe { free(std::hint::black_box(malloc(64))) })
+//!     .expect("no leak");
+//! ```
+//!
+//! In a test, [`assert_no_leak`] panics with the report.
 
 #![deny(missing_docs)]
 

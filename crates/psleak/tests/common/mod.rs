@@ -1,0 +1,64 @@
+//! Builds `tests/c/leaks.c` into a shared library with the `cc` crate and loads it.
+//!
+//! cc is meant for build scripts, which get TARGET, HOST and OUT_DIR from cargo; the tests
+//! set them explicitly, so that the C code is built only when the tests run and never
+//! becomes part of the library.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the report
+
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Lib(*mut libc::c_void);
+
+fn target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
+impl Lib {
+    /// Compiles (once per test binary) and loads the library.
+    pub fn load() -> Lib {
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let src = manifest.join("tests/c/leaks.c");
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("leaks-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let so = out.join("libleaks.so");
+        let compiler = cc::Build::new()
+            .target(&target())
+            .host(&target())
+            .opt_level(1)
+            .cargo_metadata(false)
+            .cargo_warnings(false)
+            .get_compiler();
+        let mut cmd: Command = compiler.to_command();
+        cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror", "-o"]).arg(&so).arg(&src);
+        let status = cmd.status().expect("cannot run the C compiler");
+        assert!(status.success(), "compiling {} failed", src.display());
+        let path = CString::new(so.to_str().unwrap()).unwrap();
+        // SAFETY: dlopen with a valid NUL-terminated path.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+        assert!(!handle.is_null(), "dlopen({}) failed", so.display());
+        Lib(handle)
+    }
+
+    fn sym(&self, name: &str) -> *mut libc::c_void {
+        let c = CString::new(name).unwrap();
+        // SAFETY: the handle is open and the name NUL-terminated.
+        let p = unsafe { libc::dlsym(self.0, c.as_ptr()) };
+        assert!(!p.is_null(), "symbol {name} not found");
+        p
+    }
+
+    /// A `void f(void)` of the library.
+    pub fn void_fn(&self, name: &str) -> extern "C" fn() {
+        // SAFETY: the symbol is a C function taking and returning nothing.
+        unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn()>(self.sym(name)) }
+    }
+
+    /// An `int f(void)` of the library.
+    pub fn int_fn(&self, name: &str) -> extern "C" fn() -> libc::c_int {
+        // SAFETY: the symbol is a C function taking nothing and returning int.
+        unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> libc::c_int>(self.sym(name)) }
+    }
+}

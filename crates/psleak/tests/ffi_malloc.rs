@@ -1,0 +1,40 @@
+//! malloc reached through FFI: the leak is caught with a byte-exact estimate, the twin passes.
+//! Run serially (the Makefile passes --test-threads=1): the check measures the whole process.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use psleak::{LeakCheck, LeakError, Metric, Outcome};
+
+#[test]
+fn malloc_leak_is_caught() {
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_malloc");
+    let err = LeakCheck::new().name("leak_malloc").run(|| leak()).unwrap_err();
+    let LeakError::Leak(report) = err else { panic!("expected a leak, got {err}") };
+    let Outcome::MemoryLeak { findings } = &report.outcome else { panic!("{report}") };
+    assert_eq!(findings[0].metric, Metric::Heap);
+    // malloc(100) takes a 112-byte chunk.
+    assert!((100.0..=120.0).contains(&findings[0].per_call), "{report}");
+    let text = LeakError::Leak(report.clone()).to_string();
+    assert!(text.starts_with("'leak_malloc' leaks ~"), "{text}");
+    assert!(text.contains("runs grew"), "{text}");
+}
+
+#[test]
+fn malloc_clean_twin_passes() {
+    let lib = common::Lib::load();
+    let clean = lib.void_fn("clean_malloc");
+    let report = LeakCheck::new().name("clean_malloc").run(|| clean()).unwrap();
+    assert!(report.is_clean());
+    assert_eq!(report.runs.len(), 2, "{report}");
+}
+
+#[test]
+#[should_panic(expected = "leaks ~")]
+fn assert_no_leak_panics_with_the_report() {
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_malloc");
+    psleak::assert_no_leak(|| leak());
+}
