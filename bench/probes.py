@@ -2,7 +2,10 @@
 
 A full memory snapshot is what a leak check takes at each measurement: the allocator's
 statistics plus rss, vms and uss. psutil's equivalent is ``heap_info()`` plus
-``Process().memory_full_info()`` (what psleak 0.1.6 calls). Both run in this process,
+``Process().memory_full_info()`` (what psleak 0.1.6 calls). psleak reads uss as the
+kernel's RssAnon counter (/proc/self/status); psutil, and psleak's exact
+``memory_info()``, read /proc/self/smaps_rollup, which walks the page tables: the "exact
+uss" row shows that cost too. Both run in this process,
 interleaved in rounds, so machine noise hits both alike; the ratios are what to read.
 
     python bench/probes.py [--rounds N] [--json PATH]
@@ -51,6 +54,12 @@ def main() -> None:
     proc = psutil.Process()
 
     def ours_snapshot() -> None:
+        # What a check samples: uss read as the kernel's RssAnon counter.
+        _psleak.malloc_stats()
+        _psleak.memory_counters()
+
+    def ours_exact() -> None:
+        # The exact USS of memory_info(), from smaps_rollup like psutil's.
         _psleak.malloc_stats()
         _psleak.process_memory()
 
@@ -69,6 +78,7 @@ def main() -> None:
     cases = {
         "snapshot: psleak (malloc stats + rss/vms/uss)": ours_snapshot,
         "snapshot: psutil (heap_info + memory_full_info)": psutil_snapshot,
+        "exact uss: psleak (malloc stats + smaps_rollup)": ours_exact,
         "quick: psleak (malloc stats + rss/vms)": ours_quick,
         "quick: psutil (heap_info + memory_info)": psutil_quick,
         "fd count: psleak": _psleak.fd_count,
@@ -100,6 +110,11 @@ def main() -> None:
         (
             "snapshot",
             "snapshot: psleak (malloc stats + rss/vms/uss)",
+            "snapshot: psutil (heap_info + memory_full_info)",
+        ),
+        (
+            "exact uss",
+            "exact uss: psleak (malloc stats + smaps_rollup)",
             "snapshot: psutil (heap_info + memory_full_info)",
         ),
         ("quick", "quick: psleak (malloc stats + rss/vms)", "quick: psutil (heap_info + memory_info)"),

@@ -273,8 +273,8 @@ def test_pipe_leak_is_described(case: Case) -> None:
             case.execute(lambda: fds.extend(os.pipe()), checkers=Checkers.only("fds"))
         e = info.value
         assert e.count == 2
-        assert e.fun_name == "<lambda>"
-        assert str(e).startswith("detected 2 unclosed file descriptors after calling '<lambda>' 1 time:")
+        assert e.fun_name == "test_pipe_leak_is_described.<locals>.<lambda>"
+        assert str(e).startswith(f"detected 2 unclosed file descriptors after calling {e.fun_name!r} 1 time:")
         assert all(x.kind == "fd" for x in e.extras)
         assert "pipe" in str(e)
     finally:

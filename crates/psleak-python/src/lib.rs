@@ -209,6 +209,12 @@ mod _psleak {
         serialize(py, &psleak::process_memory().map_err(to_pyerr)?)
     }
 
+    /// Cheap memory counters as a dict: rss, vms, anon (RssAnon), swap (bytes).
+    #[pyfunction]
+    fn memory_counters(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        serialize(py, &psleak::memory_counters().map_err(to_pyerr)?)
+    }
+
     /// (rss, vms) in bytes from /proc/self/statm.
     #[pyfunction]
     fn memory_quick() -> PyResult<(u64, u64)> {

@@ -264,7 +264,7 @@ impl Sampler {
             }
         };
         backend::memory_quick()?;
-        let uss = match backend::process_memory() {
+        let uss = match backend::memory_counters() {
             Ok(_) => true,
             Err(e) => {
                 notes.push(format!("uss not measured: {e}"));
@@ -275,7 +275,7 @@ impl Sampler {
         Ok(Sampler { enabled, malloc, uss })
     }
 
-    /// A precise sample of every metric.
+    /// A sample of every metric.
     fn sample<H: Host>(&self, host: &mut H) -> Result<Values> {
         let mut v = Values::default();
         if self.malloc {
@@ -284,10 +284,10 @@ impl Sampler {
             v.set(Metric::Mmap, m.mmap_used as i64);
         }
         if self.uss {
-            let p = backend::process_memory()?;
-            v.set(Metric::Uss, p.uss as i64);
-            v.set(Metric::Rss, p.rss as i64);
-            v.set(Metric::Vms, p.vms as i64);
+            let c = backend::memory_counters()?;
+            v.set(Metric::Uss, c.anon as i64);
+            v.set(Metric::Rss, c.rss as i64);
+            v.set(Metric::Vms, c.vms as i64);
         } else {
             let (rss, vms) = backend::memory_quick()?;
             v.set(Metric::Rss, rss as i64);
@@ -449,7 +449,8 @@ impl<'a, H: Host> Driver<'a, H> {
             policy.enabled[Metric::Blocks.index()] = false;
         }
 
-        let mut runs: Vec<Run> = Vec::new();
+        // Allocated up front: growing it between two samples would count as the function's.
+        let mut runs: Vec<Run> = Vec::with_capacity(policy.retries as usize);
         let mut peak: i64 = 0;
         let decision = loop {
             let calls = match decide(&policy, &runs) {

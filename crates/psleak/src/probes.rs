@@ -34,6 +34,23 @@ pub struct ProcessMemory {
     pub swap: u64,
 }
 
+/// The kernel's memory counters of the process, cheap to read (Linux: `/proc/self/status`).
+/// All values in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct MemoryCounters {
+    /// Resident set size.
+    pub rss: u64,
+    /// Virtual memory size.
+    pub vms: u64,
+    /// Resident anonymous memory (`RssAnon`): the private part of the process where heap,
+    /// `mmap(MAP_ANONYMOUS)` and stacks live, and so where leaked memory lives. Its growth
+    /// equals USS growth for anonymous memory.
+    pub anon: u64,
+    /// Swapped-out bytes.
+    pub swap: u64,
+}
+
 /// What kind of object a file descriptor refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

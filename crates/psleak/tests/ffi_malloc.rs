@@ -12,8 +12,12 @@ fn malloc_leak_is_caught() {
     let lib = common::Lib::load();
     let leak = lib.void_fn("leak_malloc");
     let err = LeakCheck::new().name("leak_malloc").run(|| leak()).unwrap_err();
-    let LeakError::Leak(report) = err else { panic!("expected a leak, got {err}") };
-    let Outcome::MemoryLeak { findings } = &report.outcome else { panic!("{report}") };
+    let LeakError::Leak(report) = err else {
+        panic!("expected a leak, got {err}")
+    };
+    let Outcome::MemoryLeak { findings } = &report.outcome else {
+        panic!("{report}")
+    };
     assert_eq!(findings[0].metric, Metric::Heap);
     // malloc(100) takes a 112-byte chunk.
     assert!((100.0..=120.0).contains(&findings[0].per_call), "{report}");

@@ -10,10 +10,21 @@ use psleak::{LeakCheck, LeakError, Metric, Outcome};
 fn mmap_leak_is_caught_within_budget() {
     let lib = common::Lib::load();
     let leak = lib.void_fn("leak_mmap");
-    let err = LeakCheck::new().name("leak_mmap").memory_budget(32 << 20).run(|| leak()).unwrap_err();
-    let LeakError::Leak(report) = err else { panic!("expected a leak, got {err}") };
-    let Outcome::MemoryLeak { findings } = &report.outcome else { panic!("{report}") };
-    assert!(matches!(findings[0].metric, Metric::Uss | Metric::Rss | Metric::Vms), "{report}");
+    let err = LeakCheck::new()
+        .name("leak_mmap")
+        .memory_budget(32 << 20)
+        .run(|| leak())
+        .unwrap_err();
+    let LeakError::Leak(report) = err else {
+        panic!("expected a leak, got {err}")
+    };
+    let Outcome::MemoryLeak { findings } = &report.outcome else {
+        panic!("{report}")
+    };
+    assert!(
+        matches!(findings[0].metric, Metric::Uss | Metric::Rss | Metric::Vms),
+        "{report}"
+    );
     // 64 KiB per call, page-granular.
     assert!((60_000.0..70_000.0).contains(&findings[0].per_call), "{report}");
     assert!(report.peak_growth <= (32 << 20) + (1 << 20), "{report}");

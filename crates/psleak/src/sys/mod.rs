@@ -8,6 +8,7 @@
 //! | `malloc_stats`    | `mallinfo2()`: walks malloc's free lists       | no        |
 //! | `malloc_trim`     | `malloc_trim(0)`: walks the heap               | no        |
 //! | `memory_quick`    | one read of `/proc/self/statm` (rss, vms)      | no        |
+//! | `memory_counters` | one read of `/proc/self/status` (rss, vms, anon, swap) | no   |
 //! | `process_memory`  | statm + `/proc/self/smaps_rollup` (Linux 4.14) | no        |
 //! | `fd_count`        | `getdents64` over `/proc/self/fd`              | no        |
 //! | `fd_list`         | readlink + fstat (+ socket calls) per fd       | yes       |

@@ -2,7 +2,7 @@
 //! every probe with [`Error::Unavailable`], naming the platform.
 
 use crate::error::{Error, Result};
-use crate::probes::{FdInfo, MallocStats, ProcessMemory, ThreadInfo};
+use crate::probes::{FdInfo, MallocStats, MemoryCounters, ProcessMemory, ThreadInfo};
 
 pub(crate) const NAME: &str = "unsupported";
 
@@ -25,6 +25,10 @@ pub(crate) fn malloc_trim() -> Result<bool> {
 }
 
 pub(crate) fn memory_quick() -> Result<(u64, u64)> {
+    unavailable("process memory")
+}
+
+pub(crate) fn memory_counters() -> Result<MemoryCounters> {
     unavailable("process memory")
 }
 

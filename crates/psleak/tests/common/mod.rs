@@ -32,7 +32,9 @@ impl Lib {
             .cargo_warnings(false)
             .get_compiler();
         let mut cmd: Command = compiler.to_command();
-        cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror", "-o"]).arg(&so).arg(&src);
+        cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror", "-o"])
+            .arg(&so)
+            .arg(&src);
         let status = cmd.status().expect("cannot run the C compiler");
         assert!(status.success(), "compiling {} failed", src.display());
         let path = CString::new(so.to_str().unwrap()).unwrap();
