@@ -146,6 +146,9 @@ impl Default for LeakCheck {
     }
 }
 
+/// How long a seeming fd or thread leak is given to go away before it is reported.
+const RESOURCE_SETTLE_MS: u64 = 50;
+
 /// How many idle intervals measure the noise floor.
 const NOISE_SAMPLES: usize = 3;
 
@@ -397,13 +400,47 @@ impl<'a, H: Host> Driver<'a, H> {
     fn resources(&mut self, phase: Phase) -> Res<Vec<Resource>, H::Error> {
         let mut out = Vec::new();
         self.host.resources(phase, &mut out).map_err(CheckError::Host)?;
+        self.native_resources(&mut out)?;
+        Ok(out)
+    }
+
+    fn native_resources(&self, out: &mut Vec<Resource>) -> Result<()> {
         if self.check.checkers.fds {
             out.extend(backend::fd_list()?.iter().map(Resource::from_fd));
         }
         if self.check.checkers.threads {
             out.extend(backend::thread_list()?.iter().map(Resource::from_thread));
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Compares resources before and after; when native resources seem to have leaked, looks
+    /// again for a short while before believing it. A joined thread can stay listed in
+    /// /proc/self/task for a moment after pthread_join returns (the kernel reaps it after
+    /// the join's futex wake-up), and a socket closed by another thread may be released a
+    /// moment later.
+    fn leaks_after_settling(
+        &mut self,
+        before: &[Resource],
+        mut after: Vec<Resource>,
+        calls: u64,
+    ) -> Res<Option<Vec<ResourceLeak>>, H::Error> {
+        let native = |r: &Resource| matches!(r.kind, ResourceKind::Fd | ResourceKind::NativeThread);
+        let deadline = Instant::now() + std::time::Duration::from_millis(RESOURCE_SETTLE_MS);
+        loop {
+            let leaks = resource_leaks(before, &after, calls);
+            let waiting_on_native = leaks.as_ref().is_some_and(|l| {
+                l.iter()
+                    .any(|l| matches!(l.kind, ResourceKind::Fd | ResourceKind::NativeThread))
+            });
+            if !waiting_on_native || Instant::now() >= deadline {
+                return Ok(leaks);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            // The host's resources (e.g. gc garbage) were taken once and stay as they were.
+            after.retain(|r| !native(r));
+            self.native_resources(&mut after)?;
+        }
     }
 
     /// Calls the function once and compares resources before and after.
@@ -411,7 +448,7 @@ impl<'a, H: Host> Driver<'a, H> {
         let before = self.resources(Phase::BeforeCall)?;
         self.call()?;
         let after = self.resources(Phase::AfterCall)?;
-        Ok(resource_leaks(&before, &after, 1))
+        self.leaks_after_settling(&before, after, 1)
     }
 
     fn memory_check(mut self) -> Res<Report, H::Error> {

@@ -1,0 +1,1298 @@
+/*
+ * _leakmatrix: a CPython extension full of deliberate leaks, each with a
+ * clean twin, plus clean "look-alikes" and probe helpers.  It is the test
+ * bed of the psleak test-suite and benchmark (see tests/leakmatrix.py for
+ * the catalogue that maps every function to the error psleak must raise).
+ *
+ * Naming:
+ *   leak_*       leaks a resource on every call (or on some calls)
+ *   clean_*      the leak's twin: same work, resource released
+ *   lookalike_*  clean code whose memory/resource profile resembles a leak
+ *   hold_* / release_* / start_named_thread / stop_named_thread
+ *                probe helpers (hold a known amount of a resource)
+ *   close_leaked_fds / release_leaked_threads
+ *                test-suite hygiene: undo what the fd / thread leaks did
+ *
+ * Every function checks every allocation and syscall and raises
+ * MemoryError / OSError on failure; none of them crashes.
+ */
+
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#ifndef MFD_CLOEXEC
+#define MFD_CLOEXEC 0x0001U
+#endif
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+
+/* Make the compiler believe `p` (and the memory behind it) is used, so it
+ * can neither drop a malloc whose result is unused nor the stores that
+ * touch the pages nor a malloc/free pair. */
+static inline void
+escape(void *p)
+{
+    __asm__ __volatile__("" : : "g"(p) : "memory");
+}
+
+static long
+page_size(void)
+{
+    static long ps = 0;
+    if (ps <= 0) {
+        ps = sysconf(_SC_PAGESIZE);
+        if (ps <= 0)
+            ps = 4096;
+    }
+    return ps;
+}
+
+/* write one byte in every page of [p, p+n) */
+static void
+touch_pages(void *p, size_t n)
+{
+    volatile unsigned char *c = (volatile unsigned char *)p;
+    size_t ps = (size_t)page_size();
+    for (size_t off = 0; off < n; off += ps)
+        c[off] = (unsigned char)(off / ps + 1);
+    if (n)
+        c[n - 1] = 1;
+    escape(p);
+}
+
+static pid_t
+current_tid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+static PyObject *
+oserror_from_code(int code)
+{
+    errno = code;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+/* ======================================================================
+ * malloc family
+ * ====================================================================== */
+
+static PyObject *
+malloc_leak_impl(size_t n, int leak, int full_touch)
+{
+    void *p = malloc(n);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    if (full_touch)
+        memset(p, 0xAB, n);
+    else
+        memset(p, 0xAB, n < 64 ? n : 64);
+    escape(p);
+    if (!leak)
+        free(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *leak_malloc_small(PyObject *m, PyObject *a) { return malloc_leak_impl(16, 1, 1); }
+static PyObject *clean_malloc_small(PyObject *m, PyObject *a) { return malloc_leak_impl(16, 0, 1); }
+static PyObject *leak_malloc_tiny(PyObject *m, PyObject *a) { return malloc_leak_impl(8, 1, 1); }
+static PyObject *clean_malloc_tiny(PyObject *m, PyObject *a) { return malloc_leak_impl(8, 0, 1); }
+static PyObject *leak_malloc_page(PyObject *m, PyObject *a) { return malloc_leak_impl(4096, 1, 1); }
+static PyObject *clean_malloc_page(PyObject *m, PyObject *a) { return malloc_leak_impl(4096, 0, 1); }
+/* 256 KiB: above glibc's initial M_MMAP_THRESHOLD (128 KiB), memset so
+ * that every page is resident */
+static PyObject *leak_malloc_huge(PyObject *m, PyObject *a) { return malloc_leak_impl(256 * KIB, 1, 1); }
+static PyObject *clean_malloc_huge(PyObject *m, PyObject *a) { return malloc_leak_impl(256 * KIB, 0, 1); }
+
+static PyObject *
+calloc_impl(int leak)
+{
+    unsigned char *p = calloc(32, 8); /* 256 B */
+    if (p == NULL)
+        return PyErr_NoMemory();
+    p[0] = 1;
+    escape(p);
+    if (!leak)
+        free(p);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_calloc(PyObject *m, PyObject *a) { return calloc_impl(1); }
+static PyObject *clean_calloc(PyObject *m, PyObject *a) { return calloc_impl(0); }
+
+static PyObject *
+realloc_impl(int leak)
+{
+    char *p = malloc(16);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    memset(p, 1, 16);
+    escape(p);
+    char *q = realloc(p, 512); /* grow the fresh block */
+    if (q == NULL) {
+        free(p);
+        return PyErr_NoMemory();
+    }
+    memset(q + 16, 2, 512 - 16);
+    escape(q);
+    if (!leak)
+        free(q);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_realloc(PyObject *m, PyObject *a) { return realloc_impl(1); }
+static PyObject *clean_realloc(PyObject *m, PyObject *a) { return realloc_impl(0); }
+
+static const char strdup_src[] =
+    "psleak leakmatrix strdup payload: 0123456789abcdefghijklmnopqrstuvwxyz";
+
+static PyObject *
+strdup_impl(int leak)
+{
+    char *p = strdup(strdup_src);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    escape(p);
+    if (!leak)
+        free(p);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_strdup(PyObject *m, PyObject *a) { return strdup_impl(1); }
+static PyObject *clean_strdup(PyObject *m, PyObject *a) { return strdup_impl(0); }
+
+static PyObject *
+memalign_impl(int leak)
+{
+    void *p = NULL;
+    int rc = posix_memalign(&p, 64, 256);
+    if (rc != 0) {
+        if (rc == ENOMEM)
+            return PyErr_NoMemory();
+        return oserror_from_code(rc);
+    }
+    memset(p, 3, 256);
+    escape(p);
+    if (!leak)
+        free(p);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_posix_memalign(PyObject *m, PyObject *a) { return memalign_impl(1); }
+static PyObject *clean_posix_memalign(PyObject *m, PyObject *a) { return memalign_impl(0); }
+
+/* ======================================================================
+ * mmap
+ * ====================================================================== */
+
+static PyObject *
+mmap_impl(size_t n, int leak)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    touch_pages(p, n);
+    if (!leak && munmap(p, n) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_mmap(PyObject *m, PyObject *a) { return mmap_impl(64 * KIB, 1); }
+static PyObject *clean_mmap(PyObject *m, PyObject *a) { return mmap_impl(64 * KIB, 0); }
+static PyObject *leak_mmap_large(PyObject *m, PyObject *a) { return mmap_impl(1 * MIB, 1); }
+static PyObject *clean_mmap_large(PyObject *m, PyObject *a) { return mmap_impl(1 * MIB, 0); }
+
+/* ======================================================================
+ * intermittent: 64 B lost on one call in ten
+ * ====================================================================== */
+
+static unsigned long intermittent_calls = 0;
+static unsigned long intermittent_clean_calls = 0;
+
+static PyObject *
+leak_intermittent(PyObject *m, PyObject *a)
+{
+    if (++intermittent_calls % 10 == 0)
+        return malloc_leak_impl(64, 1, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_intermittent(PyObject *m, PyObject *a)
+{
+    if (++intermittent_clean_calls % 10 == 0)
+        return malloc_leak_impl(64, 0, 1);
+    Py_RETURN_NONE;
+}
+
+/* ======================================================================
+ * malloc in a worker thread (another malloc arena)
+ * ====================================================================== */
+
+static void *
+thread_malloc_body(void *arg)
+{
+    int leak = (int)(intptr_t)arg;
+    void *p = malloc(KIB);
+    if (p == NULL)
+        return (void *)(intptr_t)ENOMEM;
+    memset(p, 5, KIB);
+    escape(p);
+    if (!leak)
+        free(p);
+    return NULL; /* the block is stored nowhere */
+}
+
+static PyObject *
+thread_malloc_impl(int leak)
+{
+    pthread_t t;
+    void *ret = NULL;
+    int rc = pthread_create(&t, NULL, thread_malloc_body, (void *)(intptr_t)leak);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    Py_BEGIN_ALLOW_THREADS
+    rc = pthread_join(t, &ret);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return oserror_from_code(rc);
+    if (ret != NULL)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+static PyObject *leak_thread_malloc(PyObject *m, PyObject *a) { return thread_malloc_impl(1); }
+static PyObject *clean_thread_malloc(PyObject *m, PyObject *a) { return thread_malloc_impl(0); }
+
+/* ======================================================================
+ * Python allocators and reference counting
+ * ====================================================================== */
+
+static PyObject *
+leak_pymem_malloc(PyObject *m, PyObject *a)
+{
+    void *p = PyMem_Malloc(64);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    memset(p, 6, 64);
+    escape(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_pymem_malloc(PyObject *m, PyObject *a)
+{
+    void *p = PyMem_Malloc(64);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    memset(p, 6, 64);
+    escape(p);
+    PyMem_Free(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+leak_pyobject_malloc(PyObject *m, PyObject *a)
+{
+    void *p = PyObject_Malloc(64);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    memset(p, 7, 64);
+    escape(p);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_pyobject_malloc(PyObject *m, PyObject *a)
+{
+    void *p = PyObject_Malloc(64);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    memset(p, 7, 64);
+    escape(p);
+    PyObject_Free(p);
+    Py_RETURN_NONE;
+}
+
+/* a fresh 100-byte bytes object */
+static PyObject *
+new_bytes100(void)
+{
+    PyObject *b = PyBytes_FromStringAndSize(NULL, 100);
+    if (b != NULL)
+        memset(PyBytes_AS_STRING(b), 'x', 100);
+    return b;
+}
+
+/* a fresh list of 10 fresh large ints */
+static PyObject *
+new_list10(void)
+{
+    PyObject *l = PyList_New(10);
+    if (l == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < 10; i++) {
+        PyObject *v = PyLong_FromLongLong(1000000000LL + i);
+        if (v == NULL) {
+            Py_DECREF(l);
+            return NULL;
+        }
+        PyList_SET_ITEM(l, i, v);
+    }
+    return l;
+}
+
+/* a fresh big int (10**60, i.e. several digits) */
+static PyObject *
+new_biglong(void)
+{
+    return PyLong_FromString("1000000000000000000000000000000000000000000000000000000000000", NULL, 10);
+}
+
+static PyObject *
+decref_impl(PyObject *(*make)(void), int leak)
+{
+    PyObject *o = make();
+    if (o == NULL)
+        return NULL;
+    if (!leak)
+        Py_DECREF(o);
+    /* else: the reference is dropped on the floor */
+    Py_RETURN_NONE;
+}
+static PyObject *leak_missing_decref_bytes(PyObject *m, PyObject *a) { return decref_impl(new_bytes100, 1); }
+static PyObject *clean_missing_decref_bytes(PyObject *m, PyObject *a) { return decref_impl(new_bytes100, 0); }
+static PyObject *leak_missing_decref_list(PyObject *m, PyObject *a) { return decref_impl(new_list10, 1); }
+static PyObject *clean_missing_decref_list(PyObject *m, PyObject *a) { return decref_impl(new_list10, 0); }
+static PyObject *leak_missing_decref_long(PyObject *m, PyObject *a) { return decref_impl(new_biglong, 1); }
+static PyObject *clean_missing_decref_long(PyObject *m, PyObject *a) { return decref_impl(new_biglong, 0); }
+
+static PyObject *
+leak_extra_incref(PyObject *m, PyObject *a)
+{
+    PyObject *b = new_bytes100();
+    if (b == NULL)
+        return NULL;
+    Py_INCREF(b); /* one reference too many: the caller can never free it */
+    return b;
+}
+
+static PyObject *
+clean_extra_incref(PyObject *m, PyObject *a)
+{
+    return new_bytes100();
+}
+
+/* take a buffer of `obj` (default: a fresh 1 KiB bytearray) */
+static PyObject *
+buffer_impl(PyObject *args, int leak)
+{
+    PyObject *obj = NULL;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "|O", &obj))
+        return NULL;
+    if (obj == NULL || obj == Py_None) {
+        obj = PyByteArray_FromStringAndSize(NULL, 1024);
+        if (obj == NULL)
+            return NULL;
+        memset(PyByteArray_AS_STRING(obj), 'b', 1024);
+    }
+    else {
+        Py_INCREF(obj);
+    }
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) != 0) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    if (!leak)
+        PyBuffer_Release(&view);
+    /* when leaking, view.obj keeps a reference to obj for ever */
+    Py_DECREF(obj);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_buffer(PyObject *m, PyObject *args) { return buffer_impl(args, 1); }
+static PyObject *clean_buffer(PyObject *m, PyObject *args) { return buffer_impl(args, 0); }
+
+/* ======================================================================
+ * file descriptors
+ * ====================================================================== */
+
+/* Leaked fds are remembered (only) so that close_leaked_fds() can undo
+ * them between tests; from the process' point of view they are open fds
+ * nobody will ever close. */
+static int *leaked_fds = NULL;
+static size_t leaked_fds_len = 0, leaked_fds_cap = 0;
+static int dup_source_fd = -1; /* /dev/null, opened at import time */
+
+static int
+remember_fd(int fd)
+{
+    if (leaked_fds_len == leaked_fds_cap) {
+        size_t ncap = leaked_fds_cap ? leaked_fds_cap * 2 : 64;
+        int *n = realloc(leaked_fds, ncap * sizeof(int));
+        if (n == NULL)
+            return -1;
+        leaked_fds = n;
+        leaked_fds_cap = ncap;
+    }
+    leaked_fds[leaked_fds_len++] = fd;
+    return 0;
+}
+
+/* Finish an fd function: either remember (leak) or close the fds.
+ * Returns the fd (or an (fd, fd) tuple) as a Python object. */
+static PyObject *
+finish_fds(int *fds, int n, int leak)
+{
+    if (leak) {
+        for (int i = 0; i < n; i++) {
+            if (remember_fd(fds[i]) != 0) {
+                for (int j = i; j < n; j++)
+                    close(fds[j]);
+                return PyErr_NoMemory();
+            }
+        }
+        if (n == 1)
+            return PyLong_FromLong(fds[0]);
+        return Py_BuildValue("(ii)", fds[0], fds[1]);
+    }
+    for (int i = 0; i < n; i++) {
+        if (close(fds[i]) != 0) {
+            int saved = errno;
+            for (int j = i + 1; j < n; j++)
+                close(fds[j]);
+            return oserror_from_code(saved);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+fd_open_impl(PyObject *args, int leak)
+{
+    PyObject *path_obj = NULL;
+    int fd;
+    if (!PyArg_ParseTuple(args, "|O&", PyUnicode_FSConverter, &path_obj))
+        return NULL;
+    if (path_obj == NULL) {
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
+    }
+    else {
+        const char *path = PyBytes_AS_STRING(path_obj);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+            Py_DECREF(path_obj);
+            return NULL;
+        }
+        Py_DECREF(path_obj);
+    }
+    return finish_fds(&fd, 1, leak);
+}
+static PyObject *leak_fd_open(PyObject *m, PyObject *args) { return fd_open_impl(args, 1); }
+static PyObject *clean_fd_open(PyObject *m, PyObject *args) { return fd_open_impl(args, 0); }
+
+#define SIMPLE_FD_PAIR(NAME, EXPR)                                          \
+    static PyObject *NAME##_impl(int leak)                                  \
+    {                                                                       \
+        int fd = (EXPR);                                                    \
+        if (fd < 0)                                                         \
+            return PyErr_SetFromErrno(PyExc_OSError);                       \
+        return finish_fds(&fd, 1, leak);                                    \
+    }                                                                       \
+    static PyObject *leak_fd_##NAME(PyObject *m, PyObject *a)               \
+    {                                                                       \
+        return NAME##_impl(1);                                              \
+    }                                                                       \
+    static PyObject *clean_fd_##NAME(PyObject *m, PyObject *a)              \
+    {                                                                       \
+        return NAME##_impl(0);                                              \
+    }
+
+SIMPLE_FD_PAIR(tcp_socket, socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0))
+SIMPLE_FD_PAIR(udp_socket, socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0))
+SIMPLE_FD_PAIR(eventfd, eventfd(0, EFD_CLOEXEC))
+SIMPLE_FD_PAIR(memfd, (int)syscall(SYS_memfd_create, "leakmatrix", MFD_CLOEXEC))
+SIMPLE_FD_PAIR(epoll, epoll_create1(EPOLL_CLOEXEC))
+SIMPLE_FD_PAIR(timerfd, timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC))
+SIMPLE_FD_PAIR(inotify, inotify_init1(IN_CLOEXEC))
+
+static PyObject *
+fd_signalfd_impl(int leak)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR2); /* watched only; its disposition is untouched */
+    int fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return finish_fds(&fd, 1, leak);
+}
+static PyObject *leak_fd_signalfd(PyObject *m, PyObject *a) { return fd_signalfd_impl(1); }
+static PyObject *clean_fd_signalfd(PyObject *m, PyObject *a) { return fd_signalfd_impl(0); }
+
+static PyObject *
+fd_pipe_impl(int leak)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return finish_fds(fds, 2, leak);
+}
+static PyObject *leak_fd_pipe(PyObject *m, PyObject *a) { return fd_pipe_impl(1); }
+static PyObject *clean_fd_pipe(PyObject *m, PyObject *a) { return fd_pipe_impl(0); }
+
+static PyObject *
+fd_socketpair_impl(int leak)
+{
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return finish_fds(fds, 2, leak);
+}
+static PyObject *leak_fd_socketpair(PyObject *m, PyObject *a) { return fd_socketpair_impl(1); }
+static PyObject *clean_fd_socketpair(PyObject *m, PyObject *a) { return fd_socketpair_impl(0); }
+
+/* dup(fd) where fd defaults to a /dev/null fd the module opened at import */
+static PyObject *
+fd_dup_impl(PyObject *args, int leak)
+{
+    int src = dup_source_fd;
+    if (!PyArg_ParseTuple(args, "|i", &src))
+        return NULL;
+    if (src < 0) {
+        PyErr_SetString(PyExc_ValueError, "no fd to duplicate");
+        return NULL;
+    }
+    int fd = fcntl(src, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return finish_fds(&fd, 1, leak);
+}
+static PyObject *leak_fd_dup(PyObject *m, PyObject *args) { return fd_dup_impl(args, 1); }
+static PyObject *clean_fd_dup(PyObject *m, PyObject *args) { return fd_dup_impl(args, 0); }
+
+static PyObject *
+close_leaked_fds(PyObject *m, PyObject *a)
+{
+    size_t n = leaked_fds_len;
+    for (size_t i = 0; i < n; i++)
+        close(leaked_fds[i]); /* EBADF if the test closed it already: fine */
+    leaked_fds_len = 0;
+    return PyLong_FromSize_t(n);
+}
+
+/* ======================================================================
+ * native threads
+ * ====================================================================== */
+
+/* Shared start-up handshake: the creator waits until the thread has named
+ * itself and published its kernel tid, so that the thread is fully visible
+ * (in /proc/self/task, with its name) when the Python call returns. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int started;
+    pid_t tid;
+    int name_rc;
+    char name[16];
+} handshake_t;
+
+static void
+handshake_init(handshake_t *h, const char *name)
+{
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    h->started = 0;
+    h->tid = 0;
+    h->name_rc = 0;
+    strncpy(h->name, name, sizeof(h->name) - 1);
+    h->name[sizeof(h->name) - 1] = '\0';
+}
+
+static void
+handshake_destroy(handshake_t *h)
+{
+    pthread_cond_destroy(&h->cond);
+    pthread_mutex_destroy(&h->lock);
+}
+
+static void
+handshake_signal(handshake_t *h)
+{
+    int rc = pthread_setname_np(pthread_self(), h->name);
+    pthread_mutex_lock(&h->lock);
+    h->tid = current_tid();
+    h->name_rc = rc;
+    h->started = 1;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    /* after this point `h` may be gone */
+}
+
+/* wait with the GIL released */
+static void
+handshake_wait(handshake_t *h)
+{
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&h->lock);
+    while (!h->started)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    Py_END_ALLOW_THREADS
+}
+
+static int
+check_thread_name(const char *name)
+{
+    if (strlen(name) > 15) {
+        PyErr_SetString(PyExc_ValueError,
+                        "thread name must be at most 15 bytes");
+        return -1;
+    }
+    return 0;
+}
+
+/* --- leak_native_thread: "leaky-worker" threads parked for ever and
+ * never joined.  Their handles are remembered only so that
+ * release_leaked_threads() (test hygiene) can wake and join them. */
+
+static pthread_mutex_t leaky_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t leaky_cond = PTHREAD_COND_INITIALIZER;
+static unsigned long leaky_generation = 0;
+static long leaky_alive = 0;
+static pthread_t *leaky_threads = NULL;
+static size_t leaky_len = 0, leaky_cap = 0;
+
+static void *
+leaky_body(void *arg)
+{
+    handshake_t *h = (handshake_t *)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* never steal a signal */
+
+    pthread_mutex_lock(&leaky_lock);
+    unsigned long gen = leaky_generation;
+    leaky_alive++;
+    pthread_mutex_unlock(&leaky_lock);
+
+    handshake_signal(h);
+
+    pthread_mutex_lock(&leaky_lock);
+    while (leaky_generation == gen)
+        pthread_cond_wait(&leaky_cond, &leaky_lock);
+    leaky_alive--;
+    pthread_mutex_unlock(&leaky_lock);
+    return NULL;
+}
+
+static int
+small_stack_attr(pthread_attr_t *attr)
+{
+    int rc = pthread_attr_init(attr);
+    if (rc != 0)
+        return rc;
+    rc = pthread_attr_setstacksize(attr, 256 * KIB);
+    if (rc != 0)
+        pthread_attr_destroy(attr);
+    return rc;
+}
+
+static PyObject *
+leak_native_thread(PyObject *m, PyObject *a)
+{
+    handshake_t h;
+    pthread_attr_t attr;
+    pthread_t t;
+    if (leaky_len == leaky_cap) {
+        size_t ncap = leaky_cap ? leaky_cap * 2 : 16;
+        pthread_t *n = realloc(leaky_threads, ncap * sizeof(pthread_t));
+        if (n == NULL)
+            return PyErr_NoMemory();
+        leaky_threads = n;
+        leaky_cap = ncap;
+    }
+    int rc = small_stack_attr(&attr);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    handshake_init(&h, "leaky-worker");
+    rc = pthread_create(&t, &attr, leaky_body, &h);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        handshake_destroy(&h);
+        return oserror_from_code(rc);
+    }
+    leaky_threads[leaky_len++] = t;
+    handshake_wait(&h);
+    pid_t tid = h.tid;
+    handshake_destroy(&h);
+    return PyLong_FromLong((long)tid);
+}
+
+static PyObject *
+release_leaked_threads(PyObject *m, PyObject *a)
+{
+    pthread_t *threads = leaky_threads;
+    size_t n = leaky_len;
+    int rc = 0;
+    /* claim the list while holding the GIL */
+    leaky_threads = NULL;
+    leaky_len = leaky_cap = 0;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&leaky_lock);
+    leaky_generation++;
+    pthread_cond_broadcast(&leaky_cond);
+    pthread_mutex_unlock(&leaky_lock);
+    for (size_t i = 0; i < n; i++) {
+        int r = pthread_join(threads[i], NULL);
+        if (r != 0 && rc == 0)
+            rc = r;
+    }
+    Py_END_ALLOW_THREADS
+    free(threads);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    return PyLong_FromSize_t(n);
+}
+
+static PyObject *
+leaked_thread_count(PyObject *m, PyObject *a)
+{
+    long n;
+    pthread_mutex_lock(&leaky_lock);
+    n = leaky_alive;
+    pthread_mutex_unlock(&leaky_lock);
+    return PyLong_FromLong(n);
+}
+
+/* --- clean_native_thread: a named thread that exits and is joined */
+
+static void *
+short_named_body(void *arg)
+{
+    handshake_t *h = (handshake_t *)arg;
+    handshake_signal(h);
+    return NULL;
+}
+
+static PyObject *
+clean_native_thread(PyObject *m, PyObject *a)
+{
+    handshake_t h;
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc = small_stack_attr(&attr);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    handshake_init(&h, "clean-worker");
+    rc = pthread_create(&t, &attr, short_named_body, &h);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        handshake_destroy(&h);
+        return oserror_from_code(rc);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = pthread_join(t, NULL);
+    Py_END_ALLOW_THREADS
+    handshake_destroy(&h);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    Py_RETURN_NONE;
+}
+
+/* ======================================================================
+ * clean look-alikes
+ * ====================================================================== */
+
+#define CACHE_SLOTS 1000
+static void *bounded_cache[CACHE_SLOTS];
+static size_t bounded_cache_used = 0;
+
+/* one malloc(128) per call until 1000 slots are full; never freed */
+static PyObject *
+lookalike_bounded_cache(PyObject *m, PyObject *a)
+{
+    if (bounded_cache_used < CACHE_SLOTS) {
+        void *p = malloc(128);
+        if (p == NULL)
+            return PyErr_NoMemory();
+        memset(p, 9, 128);
+        bounded_cache[bounded_cache_used++] = p;
+    }
+    return PyLong_FromSize_t(bounded_cache_used);
+}
+
+static void *lazy_global = NULL;
+
+/* 64 KiB allocated on the first call only */
+static PyObject *
+lookalike_lazy_global(PyObject *m, PyObject *a)
+{
+    if (lazy_global == NULL) {
+        lazy_global = malloc(64 * KIB);
+        if (lazy_global == NULL)
+            return PyErr_NoMemory();
+        memset(lazy_global, 1, 64 * KIB);
+    }
+    ((volatile char *)lazy_global)[0]++;
+    Py_RETURN_NONE;
+}
+
+static char *growing_buf = NULL;
+static size_t growing_cap = 0;
+#define GROWING_MAX (64 * KIB)
+#define GROWING_STEP (4 * KIB)
+
+/* a scratch buffer grown by realloc (4 KiB per call) up to 64 KiB, reused */
+static PyObject *
+lookalike_growing_buffer(PyObject *m, PyObject *a)
+{
+    if (growing_cap < GROWING_MAX) {
+        size_t ncap = growing_cap + GROWING_STEP;
+        char *n = realloc(growing_buf, ncap);
+        if (n == NULL)
+            return PyErr_NoMemory();
+        growing_buf = n;
+        growing_cap = ncap;
+    }
+    memset(growing_buf, 2, growing_cap);
+    escape(growing_buf);
+    return PyLong_FromSize_t(growing_cap);
+}
+
+/* 64 MiB allocated, every page touched, freed */
+static PyObject *
+lookalike_large_temp(PyObject *m, PyObject *a)
+{
+    size_t n = 64 * MIB;
+    void *p = malloc(n);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    touch_pages(p, n);
+    free(p);
+    Py_RETURN_NONE;
+}
+
+/* mixed sizes, freed in a different order than allocated */
+static PyObject *
+lookalike_fragmentation(PyObject *m, PyObject *a)
+{
+    static const size_t sizes[] = {
+        16, 4000, 24, 300000, 40, 100, 70000, 200, 8000, 500,
+        1000, 33, 3000, 150000, 20000, 64, 130000, 2048, 48, 96,
+    };
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    void *ptrs[N];
+    for (size_t i = 0; i < N; i++) {
+        ptrs[i] = malloc(sizes[i]);
+        if (ptrs[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                free(ptrs[j]);
+            return PyErr_NoMemory();
+        }
+        memset(ptrs[i], (int)i, sizes[i] < 256 ? sizes[i] : 256);
+        escape(ptrs[i]);
+    }
+    /* odd indices first (forwards), then even ones backwards */
+    for (size_t i = 1; i < N; i += 2)
+        free(ptrs[i]);
+    for (size_t i = N; i-- > 0;)
+        if (i % 2 == 0)
+            free(ptrs[i]);
+    Py_RETURN_NONE;
+}
+
+/* a file, a pipe and a socket: opened and closed */
+static PyObject *
+lookalike_fd_roundtrip(PyObject *m, PyObject *a)
+{
+    int fds[2], fd, saved;
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
+    if (close(fd) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (close(fds[0]) != 0) {
+        saved = errno;
+        close(fds[1]);
+        return oserror_from_code(saved);
+    }
+    if (close(fds[1]) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (close(fd) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+static void *
+worker_sum_body(void *arg)
+{
+    unsigned long *acc = (unsigned long *)arg;
+    unsigned long s = 0;
+    for (unsigned long i = 0; i < 1000; i++)
+        s += i * i;
+    *acc = s;
+    return NULL;
+}
+
+/* an unnamed worker thread created and joined */
+static PyObject *
+lookalike_thread_join(PyObject *m, PyObject *a)
+{
+    pthread_t t;
+    unsigned long acc = 0;
+    int rc = pthread_create(&t, NULL, worker_sum_body, &acc);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    Py_BEGIN_ALLOW_THREADS
+    rc = pthread_join(t, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return oserror_from_code(rc);
+    return PyLong_FromUnsignedLong(acc);
+}
+
+/* ======================================================================
+ * probe helpers
+ * ====================================================================== */
+
+static void *held_block = NULL;
+static size_t held_block_size = 0;
+
+static PyObject *
+hold_malloc(PyObject *m, PyObject *args)
+{
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "n", &n))
+        return NULL;
+    if (n <= 0) {
+        PyErr_SetString(PyExc_ValueError, "nbytes must be > 0");
+        return NULL;
+    }
+    void *p = malloc((size_t)n);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    memset(p, 0x5A, (size_t)n);
+    escape(p);
+    free(held_block); /* holds one block: replace the previous one */
+    held_block = p;
+    held_block_size = (size_t)n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+release_malloc(PyObject *m, PyObject *a)
+{
+    size_t n = held_block_size;
+    free(held_block);
+    held_block = NULL;
+    held_block_size = 0;
+    return PyLong_FromSize_t(n);
+}
+
+static void **held_many = NULL;
+static size_t held_many_count = 0;
+
+static void
+free_many(void)
+{
+    for (size_t i = 0; i < held_many_count; i++)
+        free(held_many[i]);
+    free(held_many);
+    held_many = NULL;
+    held_many_count = 0;
+}
+
+static PyObject *
+hold_many(PyObject *m, PyObject *args)
+{
+    Py_ssize_t count, size;
+    if (!PyArg_ParseTuple(args, "nn", &count, &size))
+        return NULL;
+    if (count < 0 || size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "count must be >= 0 and size > 0");
+        return NULL;
+    }
+    void **arr = calloc(count ? (size_t)count : 1, sizeof(void *));
+    if (arr == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < count; i++) {
+        arr[i] = malloc((size_t)size);
+        if (arr[i] == NULL) {
+            for (Py_ssize_t j = 0; j < i; j++)
+                free(arr[j]);
+            free(arr);
+            return PyErr_NoMemory();
+        }
+        memset(arr[i], 0x5B, (size_t)size);
+        escape(arr[i]);
+    }
+    free_many(); /* replaces any previous set */
+    held_many = arr;
+    held_many_count = (size_t)count;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+release_many(PyObject *m, PyObject *a)
+{
+    size_t n = held_many_count;
+    free_many();
+    return PyLong_FromSize_t(n);
+}
+
+static void *held_map = NULL;
+static size_t held_map_size = 0;
+
+static PyObject *
+hold_mmap(PyObject *m, PyObject *args)
+{
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "n", &n))
+        return NULL;
+    if (n <= 0) {
+        PyErr_SetString(PyExc_ValueError, "nbytes must be > 0");
+        return NULL;
+    }
+    void *p = mmap(NULL, (size_t)n, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    touch_pages(p, (size_t)n);
+    if (held_map != NULL && munmap(held_map, held_map_size) != 0) {
+        int saved = errno;
+        munmap(p, (size_t)n);
+        return oserror_from_code(saved);
+    }
+    held_map = p;
+    held_map_size = (size_t)n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+release_mmap(PyObject *m, PyObject *a)
+{
+    size_t n = held_map_size;
+    if (held_map != NULL && munmap(held_map, held_map_size) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    held_map = NULL;
+    held_map_size = 0;
+    return PyLong_FromSize_t(n);
+}
+
+/* start_named_thread(name) -> tid; stop_named_thread() joins it */
+static pthread_mutex_t named_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t named_cond = PTHREAD_COND_INITIALIZER;
+static int named_stop = 0;
+static int named_running = 0;
+static pthread_t named_thread;
+
+static void *
+named_body(void *arg)
+{
+    handshake_t *h = (handshake_t *)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    handshake_signal(h);
+    pthread_mutex_lock(&named_lock);
+    while (!named_stop)
+        pthread_cond_wait(&named_cond, &named_lock);
+    pthread_mutex_unlock(&named_lock);
+    return NULL;
+}
+
+static PyObject *
+start_named_thread(PyObject *m, PyObject *args)
+{
+    const char *name;
+    handshake_t h;
+    pthread_attr_t attr;
+    if (!PyArg_ParseTuple(args, "s", &name))
+        return NULL;
+    if (check_thread_name(name) != 0)
+        return NULL;
+    if (named_running) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a named thread is already running; "
+                        "call stop_named_thread() first");
+        return NULL;
+    }
+    int rc = small_stack_attr(&attr);
+    if (rc != 0)
+        return oserror_from_code(rc);
+    handshake_init(&h, name);
+    named_stop = 0; /* no thread is running: no lock needed */
+    rc = pthread_create(&named_thread, &attr, named_body, &h);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        handshake_destroy(&h);
+        return oserror_from_code(rc);
+    }
+    named_running = 1;
+    handshake_wait(&h);
+    pid_t tid = h.tid;
+    rc = h.name_rc;
+    handshake_destroy(&h);
+    if (rc != 0) {
+        /* the thread runs but has no name: still report the failure */
+        return oserror_from_code(rc);
+    }
+    return PyLong_FromLong((long)tid);
+}
+
+static PyObject *
+stop_named_thread(PyObject *m, PyObject *a)
+{
+    int rc;
+    if (!named_running)
+        Py_RETURN_FALSE;
+    named_running = 0; /* claimed by this call (we hold the GIL) */
+    pthread_t t = named_thread;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&named_lock);
+    named_stop = 1;
+    pthread_cond_broadcast(&named_cond);
+    pthread_mutex_unlock(&named_lock);
+    rc = pthread_join(t, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return oserror_from_code(rc);
+    Py_RETURN_TRUE;
+}
+
+/* ======================================================================
+ * module
+ * ====================================================================== */
+
+#define NOARGS(name, doc) {#name, (PyCFunction)name, METH_NOARGS, doc}
+#define VARARGS(name, doc) {#name, (PyCFunction)name, METH_VARARGS, doc}
+
+static PyMethodDef leakmatrix_methods[] = {
+    NOARGS(leak_malloc_small, "malloc(16), lost."),
+    NOARGS(clean_malloc_small, "malloc(16), freed."),
+    NOARGS(leak_malloc_tiny, "malloc(8), lost."),
+    NOARGS(clean_malloc_tiny, "malloc(8), freed."),
+    NOARGS(leak_malloc_page, "malloc(4096), lost."),
+    NOARGS(clean_malloc_page, "malloc(4096), freed."),
+    NOARGS(leak_malloc_huge, "malloc(256 KiB) (above the mmap threshold), memset, lost."),
+    NOARGS(clean_malloc_huge, "malloc(256 KiB), memset, freed."),
+    NOARGS(leak_calloc, "calloc(32, 8), lost."),
+    NOARGS(clean_calloc, "calloc(32, 8), freed."),
+    NOARGS(leak_realloc, "malloc(16) grown by realloc to 512, lost."),
+    NOARGS(clean_realloc, "malloc(16) grown by realloc to 512, freed."),
+    NOARGS(leak_strdup, "strdup of a 70-char string, lost."),
+    NOARGS(clean_strdup, "strdup of a 70-char string, freed."),
+    NOARGS(leak_posix_memalign, "posix_memalign(64, 256), lost."),
+    NOARGS(clean_posix_memalign, "posix_memalign(64, 256), freed."),
+    NOARGS(leak_mmap, "64 KiB anonymous mmap, touched, never unmapped."),
+    NOARGS(clean_mmap, "64 KiB anonymous mmap, touched, unmapped."),
+    NOARGS(leak_mmap_large, "1 MiB anonymous mmap, touched, never unmapped."),
+    NOARGS(clean_mmap_large, "1 MiB anonymous mmap, touched, unmapped."),
+    NOARGS(leak_intermittent, "malloc(64) lost on one call in ten."),
+    NOARGS(clean_intermittent, "malloc(64) freed on one call in ten."),
+    NOARGS(leak_thread_malloc, "a joined worker thread mallocs 1 KiB and loses it."),
+    NOARGS(clean_thread_malloc, "a joined worker thread mallocs 1 KiB and frees it."),
+    NOARGS(leak_pymem_malloc, "PyMem_Malloc(64), lost."),
+    NOARGS(clean_pymem_malloc, "PyMem_Malloc(64), freed."),
+    NOARGS(leak_pyobject_malloc, "PyObject_Malloc(64), lost."),
+    NOARGS(clean_pyobject_malloc, "PyObject_Malloc(64), freed."),
+    NOARGS(leak_missing_decref_bytes, "a 100-byte bytes object never DECREF'd."),
+    NOARGS(clean_missing_decref_bytes, "a 100-byte bytes object, DECREF'd."),
+    NOARGS(leak_missing_decref_list, "a list of 10 ints never DECREF'd."),
+    NOARGS(clean_missing_decref_list, "a list of 10 ints, DECREF'd."),
+    NOARGS(leak_missing_decref_long, "a big int (10**60) never DECREF'd."),
+    NOARGS(clean_missing_decref_long, "a big int (10**60), DECREF'd."),
+    NOARGS(leak_extra_incref, "return a new 100-byte bytes with one extra INCREF."),
+    NOARGS(clean_extra_incref, "return a new 100-byte bytes."),
+    VARARGS(leak_buffer, "leak_buffer(obj=None): PyObject_GetBuffer(obj or bytearray(1024)) never released."),
+    VARARGS(clean_buffer, "clean_buffer(obj=None): PyObject_GetBuffer + PyBuffer_Release."),
+    VARARGS(leak_fd_open, "leak_fd_open(path=None) -> fd: open /dev/null (or create/open path), never closed."),
+    VARARGS(clean_fd_open, "clean_fd_open(path=None): open and close."),
+    NOARGS(leak_fd_pipe, "pipe2() -> (r, w), never closed."),
+    NOARGS(clean_fd_pipe, "pipe2(), both ends closed."),
+    NOARGS(leak_fd_tcp_socket, "TCP socket -> fd, never closed."),
+    NOARGS(clean_fd_tcp_socket, "TCP socket, closed."),
+    NOARGS(leak_fd_udp_socket, "UDP socket -> fd, never closed."),
+    NOARGS(clean_fd_udp_socket, "UDP socket, closed."),
+    NOARGS(leak_fd_socketpair, "AF_UNIX socketpair -> (a, b), never closed."),
+    NOARGS(clean_fd_socketpair, "AF_UNIX socketpair, closed."),
+    NOARGS(leak_fd_eventfd, "eventfd -> fd, never closed."),
+    NOARGS(clean_fd_eventfd, "eventfd, closed."),
+    NOARGS(leak_fd_memfd, "memfd_create -> fd, never closed."),
+    NOARGS(clean_fd_memfd, "memfd_create, closed."),
+    NOARGS(leak_fd_epoll, "epoll_create1 -> fd, never closed."),
+    NOARGS(clean_fd_epoll, "epoll_create1, closed."),
+    NOARGS(leak_fd_timerfd, "timerfd_create -> fd, never closed."),
+    NOARGS(clean_fd_timerfd, "timerfd_create, closed."),
+    NOARGS(leak_fd_signalfd, "signalfd (SIGUSR2, not blocked) -> fd, never closed."),
+    NOARGS(clean_fd_signalfd, "signalfd, closed."),
+    NOARGS(leak_fd_inotify, "inotify_init1 -> fd, never closed."),
+    NOARGS(clean_fd_inotify, "inotify_init1, closed."),
+    VARARGS(leak_fd_dup, "leak_fd_dup(fd=<module /dev/null fd>) -> new fd, never closed."),
+    VARARGS(clean_fd_dup, "clean_fd_dup(fd=<module /dev/null fd>): dup and close."),
+    NOARGS(close_leaked_fds, "Close every fd the leak_fd_* functions leaked; return how many."),
+    NOARGS(leak_native_thread, "Start a thread named 'leaky-worker' that blocks for ever and is never joined; return its tid."),
+    NOARGS(clean_native_thread, "Start a thread named 'clean-worker' that exits; join it."),
+    NOARGS(release_leaked_threads, "Wake and join every 'leaky-worker' (test hygiene); return how many."),
+    NOARGS(leaked_thread_count, "Number of 'leaky-worker' threads alive."),
+    NOARGS(lookalike_bounded_cache, "One malloc(128) per call into a 1000-slot static cache until full."),
+    NOARGS(lookalike_lazy_global, "malloc(64 KiB) on the first call only."),
+    NOARGS(lookalike_growing_buffer, "Scratch buffer grown by realloc up to 64 KiB and reused."),
+    NOARGS(lookalike_large_temp, "malloc(64 MiB), touch every page, free."),
+    NOARGS(lookalike_fragmentation, "Mixed-size allocations freed in a different order."),
+    NOARGS(lookalike_fd_roundtrip, "Open+close a file, a pipe and a socket."),
+    NOARGS(lookalike_thread_join, "Create and join an unnamed worker thread."),
+    VARARGS(hold_malloc, "hold_malloc(nbytes): malloc+memset one block, replacing the held one."),
+    NOARGS(release_malloc, "Free the block held by hold_malloc(); return its size."),
+    VARARGS(hold_many, "hold_many(count, size): hold count touched blocks of size bytes."),
+    NOARGS(release_many, "Free the blocks held by hold_many(); return their count."),
+    VARARGS(hold_mmap, "hold_mmap(nbytes): anonymous mmap with every page touched, replacing the held one."),
+    NOARGS(release_mmap, "munmap the hold_mmap() region; return its size."),
+    VARARGS(start_named_thread, "start_named_thread(name) -> tid: start a named thread parked until stop_named_thread()."),
+    NOARGS(stop_named_thread, "Stop and join the start_named_thread() thread; return False if none was running."),
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef leakmatrix_module = {
+    PyModuleDef_HEAD_INIT,
+    "_leakmatrix",
+    "Deliberate leaks, their clean twins and probe helpers for psleak's tests.",
+    -1,
+    leakmatrix_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__leakmatrix(void)
+{
+    if (dup_source_fd < 0) {
+        dup_source_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (dup_source_fd < 0)
+            return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
+    }
+    return PyModule_Create(&leakmatrix_module);
+}

@@ -1,0 +1,491 @@
+"""The leak matrix: a catalogue of leaking functions and their clean twins.
+
+Importing this module builds (if needed) and imports the ``_leakmatrix``
+C extension (``tests/ext/_leakmatrix.c``, see ``build_ext.py``) and
+defines ``CASES``, a list of :class:`Case`. Each case is a zero-argument
+callable plus the name of the psleak exception class a leak detector must
+raise for it (``expect``), or ``None`` when the function is clean and must
+not be reported. It is shared by the pytest suite and the benchmark.
+
+Groups (``Case.kind``):
+
+``malloc``
+    C heap leaks through the malloc family: ``malloc`` of 8 B, 16 B,
+    4 KiB and 256 KiB (above glibc's initial mmap threshold, memset so
+    every page is resident), ``calloc``, ``realloc`` (a fresh block grown
+    and lost), ``strdup``, ``posix_memalign``; an intermittent leak (64 B
+    lost on one call in ten) and a 1 KiB block lost by a joined worker
+    thread (i.e. in another malloc arena). Each ``leak_*`` has a
+    ``clean_*`` twin doing the same work and freeing.
+``mmap``
+    Anonymous mappings never unmapped: 64 KiB, and 1 MiB (the "large
+    leak", meant to be caught early), every page touched.
+``pyalloc``
+    ``PyMem_Malloc(64)`` / ``PyObject_Malloc(64)`` never freed.
+``refcount``
+    Reference-count bugs: a missing ``Py_DECREF`` on a new 100-byte bytes,
+    a list of 10 ints, a big int; an extra ``Py_INCREF`` on a returned
+    bytes; a ``PyObject_GetBuffer`` on a fresh bytearray never released.
+``fd``
+    One leaked file descriptor (two for pipe / socketpair) per call, for
+    every kind of fd: regular file (``/dev/null`` and a temp-file path
+    bound with :func:`functools.partial`), pipe, TCP / UDP socket, unix
+    socketpair, eventfd, memfd, epoll, timerfd, signalfd, inotify, dup.
+``native_thread``
+    A C thread named ``leaky-worker`` that blocks forever and is never
+    joined, vs a named thread that exits and is joined.
+``python_thread``
+    A ``threading.Thread`` (daemon) blocked on an Event that is never set,
+    vs a thread started and joined.
+``python_memory``
+    Unbounded growth of a module-level list (a new 100-byte bytes appended
+    per call) vs a bounded ``functools.lru_cache(maxsize=500)`` queried
+    with ever-changing keys.
+``garbage``
+    A reference cycle of plain objects created per call (and one whose
+    objects define ``__del__``). CPython collects these, but with
+    ``gc.DEBUG_SAVEALL`` they show up in ``gc.garbage``, which psleak
+    reports as ``UncollectableGarbageError``; the twin creates the same
+    objects without a cycle.
+``lookalike``
+    Clean code whose profile resembles a leak and must NOT be reported:
+    a bounded cache (one ``malloc(128)`` per call into 1000 static slots,
+    never freed), a lazily initialised 64 KiB global, a scratch buffer
+    grown by ``realloc`` up to 64 KiB and reused, a 64 MiB temporary
+    (touched, freed), fragmentation from mixed sizes freed in a different
+    order, open+close of a file / pipe / socket, a thread created and
+    joined.
+
+``Case.heavy`` marks cases that consume a lot of memory when called many
+times (the 256 KiB / 64 KiB / 1 MiB per-call leaks) or are slow (the
+64 MiB temporary): run them under ``ulimit -v`` or with a detector that
+stops early.
+
+:func:`cleanup` undoes what the fd / thread / list-growth leaks left
+behind (closes leaked fds, wakes and joins leaked threads, empties the
+growing list); it is test hygiene and not part of any case.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import importlib.util
+import itertools
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Callable
+
+try:  # tests/ is a package
+    from . import build_ext
+except ImportError:  # tests/ is on sys.path (pytest rootdir / script)
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if _here not in sys.path:
+        sys.path.insert(0, _here)
+    import build_ext
+
+MEMORY = "MemoryLeakError"
+FD = "UnclosedFdError"
+NATIVE_THREAD = "UnclosedNativeThreadError"
+PYTHON_THREAD = "UnclosedPythonThreadError"
+GARBAGE = "UncollectableGarbageError"
+
+EXPECTATIONS = (MEMORY, FD, NATIVE_THREAD, PYTHON_THREAD, GARBAGE)
+
+KINDS = (
+    "malloc",
+    "mmap",
+    "pyalloc",
+    "refcount",
+    "fd",
+    "native_thread",
+    "python_thread",
+    "python_memory",
+    "garbage",
+    "lookalike",
+)
+
+
+def load_extension(force_build: bool = False):
+    """Build (if needed) and import the ``_leakmatrix`` extension."""
+    mod = sys.modules.get("_leakmatrix")
+    if mod is not None:
+        return mod
+    path = build_ext.build(force=force_build)
+    loader = importlib.machinery.ExtensionFileLoader("_leakmatrix", str(path))
+    spec = importlib.util.spec_from_file_location("_leakmatrix", str(path), loader=loader)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["_leakmatrix"] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules["_leakmatrix"]
+        raise
+    return mod
+
+
+ext = load_extension()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    fun: Callable[[], object]
+    expect: str | None  # psleak exception class name, None == clean
+    kind: str
+    note: str = ""
+    heavy: bool = False
+
+    @property
+    def leaks(self) -> bool:
+        return self.expect is not None
+
+    def __post_init__(self):
+        if self.expect is not None and self.expect not in EXPECTATIONS:
+            msg = f"{self.name}: unknown expectation {self.expect!r}"
+            raise ValueError(msg)
+        if self.kind not in KINDS:
+            msg = f"{self.name}: unknown kind {self.kind!r}"
+            raise ValueError(msg)
+
+
+# --- temp file for the path-taking fd cases
+
+# One fixed per-user directory, reused by every run (and by concurrent
+# processes: the file is only ever opened, never written), so that runs
+# ending in os._exit() or a crash leave nothing new behind.
+_TMPDIR = os.path.join(tempfile.gettempdir(), f"psleak-leakmatrix-{os.getuid()}")
+os.makedirs(_TMPDIR, mode=0o700, exist_ok=True)
+TMPFILE = os.path.join(_TMPDIR, "fd-case.tmp")
+with open(TMPFILE, "ab"):
+    pass
+
+
+# --- pure-Python cases
+
+_never_set = threading.Event()
+_py_threads: list[threading.Thread] = []
+
+
+def leak_py_thread():
+    """Start a daemon thread blocked on an Event nobody sets."""
+    t = threading.Thread(target=_never_set.wait, name="leaky-py-thread", daemon=True)
+    t.start()
+    _py_threads.append(t)
+
+
+def clean_py_thread():
+    """Start a thread and join it."""
+    t = threading.Thread(target=int, name="clean-py-thread", daemon=True)
+    t.start()
+    t.join()
+
+
+def release_python_threads() -> int:
+    """Wake and join the threads started by leak_py_thread()."""
+    global _never_set
+    threads = list(_py_threads)
+    _py_threads.clear()
+    event, _never_set = _never_set, threading.Event()
+    event.set()
+    for t in threads:
+        t.join()
+    return len(threads)
+
+
+_growth: list[bytes] = []
+
+
+def leak_py_list_growth():
+    """Append a new 100-byte bytes to a module-level list."""
+    _growth.append(bytes(100))
+
+
+@functools.lru_cache(maxsize=500)
+def _cached(key):
+    return bytes(100)
+
+
+_keys = itertools.count()
+
+
+def clean_py_bounded_cache():
+    """Query a bounded lru_cache(maxsize=500) with a new key every call."""
+    _cached(next(_keys))
+
+
+class _Node:
+    def __init__(self, tag=0):
+        self.tag = tag
+        self.peer = None
+
+
+class _NodeWithDel(_Node):
+    finalized = 0
+
+    def __del__(self):
+        # must not break the cycle (self.peer = None would let it be freed)
+        type(self).finalized += 1
+
+
+def leak_py_cycle():
+    """Create a two-object reference cycle of plain objects."""
+    a, b = _Node(1), _Node(2)
+    a.peer = b
+    b.peer = a
+
+
+def clean_py_no_cycle():
+    """Create the same two objects, without the cycle."""
+    a, b = _Node(1), _Node(2)
+    a.peer = b
+
+
+def leak_py_cycle_del():
+    """Create a two-object reference cycle of objects with __del__."""
+    a, b = _NodeWithDel(1), _NodeWithDel(2)
+    a.peer = b
+    b.peer = a
+
+
+def clean_py_no_cycle_del():
+    """Create the same __del__ objects, without the cycle."""
+    a, b = _NodeWithDel(1), _NodeWithDel(2)
+    a.peer = b
+
+
+# --- the catalogue
+
+
+def _pair(stem, kind, expect, note, heavy=False):
+    """A leak_<stem> case and its clean_<stem> twin from the extension."""
+    leak = getattr(ext, f"leak_{stem}")
+    clean = getattr(ext, f"clean_{stem}")
+    return [
+        Case(f"leak_{stem}", leak, expect, kind, note, heavy),
+        Case(f"clean_{stem}", clean, None, kind, note, heavy),
+    ]
+
+
+def _partial(fun, *args):
+    p = functools.partial(fun, *args)
+    # psleak reports fun.__qualname__ / __name__; partials have neither
+    p.__name__ = p.__qualname__ = f"{fun.__name__}(path)"  # type: ignore[attr-defined]
+    return p
+
+
+def _build_cases() -> list[Case]:
+    c: list[Case] = []
+    # malloc family
+    c += _pair("malloc_small", "malloc", MEMORY, "malloc(16)")
+    c += _pair("malloc_tiny", "malloc", MEMORY, "malloc(8)")
+    c += _pair("malloc_page", "malloc", MEMORY, "malloc(4096)")
+    c += _pair("malloc_huge", "malloc", MEMORY, "malloc(256 KiB), memset", heavy=True)
+    c += _pair("calloc", "malloc", MEMORY, "calloc(32, 8)")
+    c += _pair("realloc", "malloc", MEMORY, "malloc(16) realloc'd to 512")
+    c += _pair("strdup", "malloc", MEMORY, "strdup(70 chars)")
+    c += _pair("posix_memalign", "malloc", MEMORY, "posix_memalign(64, 256)")
+    c += _pair("intermittent", "malloc", MEMORY, "malloc(64) every 10th call")
+    c += _pair("thread_malloc", "malloc", MEMORY, "malloc(1 KiB) in a joined thread")
+    # mmap
+    c += _pair("mmap", "mmap", MEMORY, "mmap 64 KiB, touched", heavy=True)
+    c += _pair("mmap_large", "mmap", MEMORY, "mmap 1 MiB, touched", heavy=True)
+    # Python allocators / refcounts
+    c += _pair("pymem_malloc", "pyalloc", MEMORY, "PyMem_Malloc(64)")
+    c += _pair("pyobject_malloc", "pyalloc", MEMORY, "PyObject_Malloc(64)")
+    c += _pair("missing_decref_bytes", "refcount", MEMORY, "bytes(100) not DECREF'd")
+    c += _pair("missing_decref_list", "refcount", MEMORY, "list of 10 ints not DECREF'd")
+    c += _pair("missing_decref_long", "refcount", MEMORY, "10**60 not DECREF'd")
+    c += _pair("extra_incref", "refcount", MEMORY, "returns bytes(100), +1 ref")
+    c += _pair("buffer", "refcount", MEMORY, "bytearray(1024) buffer not released")
+    # fds
+    c += _pair("fd_open", "fd", FD, "open('/dev/null')")
+    c += [
+        Case(
+            "leak_fd_open_path",
+            _partial(ext.leak_fd_open, TMPFILE),
+            FD,
+            "fd",
+            "open(<temp file>)",
+        ),
+        Case(
+            "clean_fd_open_path",
+            _partial(ext.clean_fd_open, TMPFILE),
+            None,
+            "fd",
+            "open(<temp file>)",
+        ),
+    ]
+    for stem, note in [
+        ("fd_pipe", "pipe2()"),
+        ("fd_tcp_socket", "socket(AF_INET, SOCK_STREAM)"),
+        ("fd_udp_socket", "socket(AF_INET, SOCK_DGRAM)"),
+        ("fd_socketpair", "socketpair(AF_UNIX)"),
+        ("fd_eventfd", "eventfd()"),
+        ("fd_memfd", "memfd_create()"),
+        ("fd_epoll", "epoll_create1()"),
+        ("fd_timerfd", "timerfd_create()"),
+        ("fd_signalfd", "signalfd()"),
+        ("fd_inotify", "inotify_init1()"),
+        ("fd_dup", "dup()"),
+    ]:
+        c += _pair(stem, "fd", FD, note)
+    # threads
+    c += _pair(
+        "native_thread",
+        "native_thread",
+        NATIVE_THREAD,
+        "pthread named 'leaky-worker', blocked, never joined",
+    )
+    c += [
+        Case(
+            "leak_py_thread",
+            leak_py_thread,
+            PYTHON_THREAD,
+            "python_thread",
+            "daemon threading.Thread blocked on an Event",
+        ),
+        Case(
+            "clean_py_thread",
+            clean_py_thread,
+            None,
+            "python_thread",
+            "threading.Thread started and joined",
+        ),
+        # Python memory
+        Case(
+            "leak_py_list_growth",
+            leak_py_list_growth,
+            MEMORY,
+            "python_memory",
+            "module-level list += bytes(100)",
+        ),
+        Case(
+            "clean_py_bounded_cache",
+            clean_py_bounded_cache,
+            None,
+            "python_memory",
+            "lru_cache(maxsize=500), new key per call",
+        ),
+        # gc garbage
+        Case(
+            "leak_py_cycle",
+            leak_py_cycle,
+            GARBAGE,
+            "garbage",
+            "2-object cycle of plain objects",
+        ),
+        Case(
+            "clean_py_no_cycle",
+            clean_py_no_cycle,
+            None,
+            "garbage",
+            "same objects, no cycle",
+        ),
+        Case(
+            "leak_py_cycle_del",
+            leak_py_cycle_del,
+            GARBAGE,
+            "garbage",
+            "2-object cycle of objects with __del__",
+        ),
+        Case(
+            "clean_py_no_cycle_del",
+            clean_py_no_cycle_del,
+            None,
+            "garbage",
+            "same __del__ objects, no cycle",
+        ),
+    ]
+    # clean look-alikes
+    for name, note, heavy in [
+        ("bounded_cache", "1000-slot static cache of malloc(128)", False),
+        ("lazy_global", "malloc(64 KiB) on first call", False),
+        ("growing_buffer", "realloc'd scratch buffer up to 64 KiB", False),
+        ("large_temp", "malloc(64 MiB), touched, freed", True),
+        ("fragmentation", "mixed sizes freed out of order", False),
+        ("fd_roundtrip", "open+close file, pipe, socket", False),
+        ("thread_join", "thread created and joined", False),
+    ]:
+        fun = getattr(ext, f"lookalike_{name}")
+        c.append(Case(f"lookalike_{name}", fun, None, "lookalike", note, heavy))
+    return c
+
+
+CASES: list[Case] = _build_cases()
+_BY_NAME = {case.name: case for case in CASES}
+assert len(_BY_NAME) == len(CASES), "duplicate case names"
+
+
+def cases(
+    kind: str | Iterable[str] | None = None,
+    *,
+    leaking: bool | None = None,
+    heavy: bool | None = None,
+) -> list[Case]:
+    """Return the cases, optionally filtered.
+
+    kind: a kind or an iterable of kinds (see ``KINDS``).
+    leaking: True for leaks only, False for clean cases only.
+    heavy: True / False to keep only heavy / light cases.
+    """
+    if kind is None:
+        kinds = None
+    elif isinstance(kind, str):
+        kinds = {kind}
+    else:
+        kinds = set(kind)
+    if kinds is not None:
+        unknown = kinds - set(KINDS)
+        if unknown:
+            msg = f"unknown kind(s): {sorted(unknown)}"
+            raise ValueError(msg)
+    return [
+        c
+        for c in CASES
+        if (kinds is None or c.kind in kinds)
+        and (leaking is None or c.leaks == leaking)
+        and (heavy is None or c.heavy == heavy)
+    ]
+
+
+def by_name(name: str) -> Case:
+    """Return the case called ``name`` (KeyError if there is none)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        msg = f"no leak-matrix case named {name!r}"
+        raise KeyError(msg) from None
+
+
+def cleanup() -> None:
+    """Undo the resources left behind by the leaking cases (test hygiene).
+
+    Closes the fds leaked by the ``fd`` cases, wakes and joins the
+    ``leaky-worker`` native threads and the leaked Python threads, and
+    empties the list grown by ``leak_py_list_growth``. Memory leaked by
+    the C functions is, by design, lost for good.
+    """
+    ext.close_leaked_fds()
+    ext.release_leaked_threads()
+    release_python_threads()
+    _growth.clear()
+
+
+__all__ = [
+    "CASES",
+    "EXPECTATIONS",
+    "KINDS",
+    "TMPFILE",
+    "Case",
+    "by_name",
+    "cases",
+    "cleanup",
+    "ext",
+    "load_extension",
+    "release_python_threads",
+]
