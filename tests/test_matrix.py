@@ -19,9 +19,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import leakmatrix  # noqa: E402 - needs the path above
+import leakmatrix
 
-import psleak  # noqa: E402
+import psleak
 
 
 @pytest.fixture(autouse=True)
