@@ -237,10 +237,20 @@ def test_no_skip_without_pythonmalloc(monkeypatch: pytest.MonkeyPatch, case: Cas
     assert report.clean
 
 
-def test_python_object_leak_is_caught(case: Case) -> None:
+def test_python_object_leak_is_caught_and_located(case: Case) -> None:
     hoard = []
-    with pytest.raises(psleak.MemoryLeakError):
-        case.execute(lambda: hoard.append(object()))
+
+    def grow() -> None:
+        hoard.append(bytes(100))  # the leaking line
+
+    with pytest.raises(psleak.MemoryLeakError) as info:
+        case.execute(grow)
+    text = str(info.value)
+    assert "allocated (tracemalloc" in text
+    assert "hoard.append(bytes(100))  # the leaking line" in text
+    (site,) = info.value.report.data["where"][:1]
+    assert 100 <= site["bytes_per_call"] <= 200
+    assert site["traceback"][-1][0] == __file__
 
 
 def test_large_leak_stops_at_the_budget(case: Case) -> None:

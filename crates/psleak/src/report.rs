@@ -310,7 +310,9 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut s = self.verdict_line();
         if let Outcome::MemoryLeak { findings } = &self.outcome {
-            for f in findings.iter().skip(1) {
+            // Page-granular metrics grow along with any leak; the table shows them, and
+            // only the exact metrics get a line of their own.
+            for f in findings.iter().skip(1).filter(|f| f.metric.precision_rank() <= 1) {
                 let _ = write!(s, "\nalso {}", f.summary(&self.runs));
             }
         }
