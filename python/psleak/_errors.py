@@ -90,3 +90,18 @@ class UncollectableGarbageError(UnclosedResourceError):
 
     resource_name = "GC object"
     verb = "uncollectable"
+
+
+# Failures read `psleak.MemoryLeakError`, the public name, not the private module's.
+for _cls in (
+    Error,
+    MemoryLeakError,
+    UnclosedResourceError,
+    UnclosedFdError,
+    UnclosedHandleError,
+    UnclosedHeapCreateError,
+    UnclosedNativeThreadError,
+    UnclosedPythonThreadError,
+    UncollectableGarbageError,
+):
+    _cls.__module__ = "psleak"

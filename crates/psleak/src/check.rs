@@ -377,8 +377,8 @@ impl<'a, H: Host> Driver<'a, H> {
         match backend::thread_count() {
             Ok(n) if n > 1 => self.notes.push(format!(
                 "{} other thread(s) existed during the check: what they allocate meanwhile \
-                 counts as noise; run leak tests alone (one per process, or \
-                 --test-threads=1) for exact figures",
+                 counts as noise; for exact figures run leak checks with no other thread \
+                 busy (cargo test: --test-threads=1; pytest: without -n)",
                 n - 1
             )),
             _ => {}
