@@ -23,13 +23,16 @@ develop: venv  ## build the native module (release) into .venv
 demo: develop  ## build, then run the demo: one leak caught, one clean function passed
 	$(PY) examples/demo.py
 
-lint: venv  ## rustfmt, clippy (warnings denied), ruff; the core must build without pyo3
+lint: develop  ## rustfmt, clippy and rustdoc (warnings denied), ruff, mypy, stubtest; core without pyo3
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	@if cargo tree -p psleak -e normal,build | grep -q pyo3; then echo "core crate depends on pyo3"; exit 1; fi
 	cargo build -p psleak -q
 	$(VENV)/bin/ruff check python tests bench examples
 	$(VENV)/bin/ruff format --check python tests bench examples
+	RUSTDOCFLAGS="-D warnings" cargo doc -p psleak --no-deps -q
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest psleak._psleak
 
 test-rust:  ## cargo tests, one test thread (probes measure the whole process)
 	cargo test -p psleak -q $(CARGO_TEST_FLAGS) -- --test-threads=1

@@ -3,6 +3,26 @@
 from collections.abc import Callable
 from typing import Any
 
+__all__ = [
+    "BACKEND",
+    "BUILD_PROFILE",
+    "DEFAULT_MEMORY_BUDGET",
+    "METRICS",
+    "ProbeError",
+    "__version__",
+    "fd_count",
+    "fd_list",
+    "format_bytes",
+    "malloc_stats",
+    "malloc_trim",
+    "memory_counters",
+    "memory_quick",
+    "process_memory",
+    "run_check",
+    "thread_count",
+    "thread_list",
+]
+
 __version__: str
 BUILD_PROFILE: str
 BACKEND: str
