@@ -34,8 +34,10 @@ lint: develop  ## rustfmt, clippy and rustdoc (warnings denied), ruff, mypy, stu
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest psleak._psleak
 
-test-rust:  ## cargo tests, one test thread (probes measure the whole process)
+test-rust:  ## cargo tests, one test thread (probes measure the whole process); the unsupported backend too
 	cargo test -p psleak -q $(CARGO_TEST_FLAGS) -- --test-threads=1
+	RUSTFLAGS="--cfg psleak_unsupported -D warnings" CARGO_TARGET_DIR=target/unsupported \
+		cargo test -p psleak -q --lib -- --test-threads=1 sys::unsupported
 
 test-python: develop  ## pytest, serially (leak tests measure the whole process)
 	$(PY) -m pytest -q -p no:xdist tests

@@ -39,6 +39,8 @@ pub enum Error {
 }
 
 impl Error {
+    // Only the Linux backend reads files so far.
+    #[cfg_attr(any(not(target_os = "linux"), psleak_unsupported), allow(dead_code))]
     pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -46,6 +48,7 @@ impl Error {
         }
     }
 
+    #[cfg_attr(any(not(target_os = "linux"), psleak_unsupported), allow(dead_code))]
     pub(crate) fn parse(path: &'static str, detail: impl Into<String>) -> Self {
         Error::Parse {
             path,

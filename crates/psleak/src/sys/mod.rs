@@ -15,14 +15,16 @@
 //! | `thread_count`    | one read of `/proc/self/status`                | no        |
 //! | `thread_list`     | `/proc/self/task/*/comm`                       | yes       |
 
-#[cfg(target_os = "linux")]
+// `--cfg psleak_unsupported` builds the unsupported backend on Linux too, so that the
+// project's tests check it compiles and answers as it should (`make test` does this).
+#[cfg(all(target_os = "linux", not(psleak_unsupported)))]
 pub(crate) mod linux;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(psleak_unsupported)))]
 pub(crate) use linux as backend;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), psleak_unsupported))]
 pub(crate) mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), psleak_unsupported))]
 pub(crate) use unsupported as backend;
 
 /// The name of the backend compiled in (`"linux"`, `"unsupported"`).

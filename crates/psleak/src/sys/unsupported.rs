@@ -51,3 +51,44 @@ pub(crate) fn thread_count() -> Result<usize> {
 pub(crate) fn thread_list() -> Result<Vec<ThreadInfo>> {
     unavailable("thread list")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Checkers, LeakCheck, LeakError};
+
+    fn assert_unavailable<T: std::fmt::Debug>(r: Result<T>, what: &str) {
+        match r {
+            Err(e @ Error::Unavailable { .. }) => {
+                let text = e.to_string();
+                assert!(text.starts_with(what), "{text}");
+                assert!(text.contains("no backend for"), "{text}");
+            }
+            other => panic!("expected Unavailable for {what}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_probe_says_it_is_unavailable() {
+        assert_unavailable(malloc_stats(), "malloc statistics");
+        assert_unavailable(malloc_trim(), "malloc_trim");
+        assert_unavailable(memory_quick(), "process memory");
+        assert_unavailable(memory_counters(), "process memory");
+        assert_unavailable(process_memory(), "process memory");
+        assert_unavailable(fd_count(), "file descriptor count");
+        assert_unavailable(fd_list(), "file descriptor list");
+        assert_unavailable(thread_count(), "thread count");
+        assert_unavailable(thread_list(), "thread list");
+    }
+
+    #[test]
+    fn a_check_fails_with_the_probe_error_not_a_verdict() {
+        let r = LeakCheck::new().run(|| {});
+        assert!(
+            matches!(r, Err(LeakError::Probe(Error::Unavailable { .. }))),
+            "{r:?}"
+        );
+        let r = LeakCheck::new().checkers(Checkers::none()).run(|| {});
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
