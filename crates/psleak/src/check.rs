@@ -494,8 +494,20 @@ impl<'a, H: Host> Driver<'a, H> {
                 Decision::Continue { calls } => calls,
                 d => break d,
             };
-            let (made, budget_stop, run_peak) = self.batch(&sampler, calls, base, &policy)?;
+            let Batch {
+                calls: made,
+                budget_stop,
+                peak: run_peak,
+                churn,
+            } = self.batch(&sampler, calls, base, &policy)?;
             peak = peak.max(run_peak);
+            // The churn seen so far raises the thresholds of every run, earlier ones too:
+            // the verdict stays a function of all the runs and one noise floor.
+            for m in Metric::ALL {
+                noise.set(m, noise.get(m).max(churn.get(m)));
+                let t = policy.thresholds.get(m).max(churn.get(m));
+                policy.thresholds.set(m, t);
+            }
             self.settle()?;
             let s = sampler.sample(self.host)?;
             peak = peak.max(s.minus(&base).footprint());
@@ -516,7 +528,8 @@ impl<'a, H: Host> Driver<'a, H> {
 
         let calls_in_runs = self.calls - calls_before_runs;
         let resources_after = self.resources(Phase::AfterRuns)?;
-        let outcome = if let Some(leaks) = resource_leaks(&resources_before, &resources_after, calls_in_runs)
+        let outcome = if let Some(leaks) =
+            self.leaks_after_settling(&resources_before, resources_after, calls_in_runs)?
         {
             Outcome::ResourceLeak { leaks }
         } else {
@@ -528,32 +541,51 @@ impl<'a, H: Host> Driver<'a, H> {
         let mut report = self.report(outcome);
         report.runs = runs;
         report.noise = noise;
-        report.thresholds = thresholds;
+        report.thresholds = policy.thresholds;
         report.enabled = policy.enabled;
         report.peak_growth = peak;
         Ok(self.finish(report))
     }
 
-    /// One run of `calls` calls. Checks the memory budget at checkpoints that get closer
-    /// as the footprint nears the budget; returns the calls made, whether the budget
-    /// stopped the run, and the peak footprint growth seen.
+    /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get
+    /// closer as the footprint nears the budget, and stops the run past the budget. Returns
+    /// the calls made, whether the budget stopped the run, the peak footprint growth, and
+    /// the largest drop of each sampled metric between two checkpoints: a leak only adds,
+    /// so drops measure the function's own churn (allocator caches filling and draining,
+    /// automatic garbage collection), the noise its runs are judged against.
     fn batch(
         &mut self,
         sampler: &Sampler,
         calls: u64,
         base: Values,
         policy: &Policy,
-    ) -> Res<(u64, bool, i64), H::Error> {
+    ) -> Res<Batch, H::Error> {
         let budget = policy.memory_budget as i64;
         let mut next_checkpoint = 1;
-        let mut peak = 0;
+        let mut out = Batch {
+            calls,
+            budget_stop: false,
+            peak: 0,
+            churn: Values::default(),
+        };
+        let mut last: Option<Values> = None;
         for done in 1..=calls {
             self.call()?;
             if done == next_checkpoint && done < calls {
-                let growth = sampler.quick()?.minus(&base).footprint();
-                peak = peak.max(growth);
+                let now = sampler.quick()?;
+                if let Some(last) = last {
+                    for m in [Metric::Heap, Metric::Mmap, Metric::Rss] {
+                        let drop = last.get(m) - now.get(m);
+                        out.churn.set(m, out.churn.get(m).max(drop));
+                    }
+                }
+                last = Some(now);
+                let growth = now.minus(&base).footprint();
+                out.peak = out.peak.max(growth);
                 if growth > budget {
-                    return Ok((done, true, peak));
+                    out.calls = done;
+                    out.budget_stop = true;
+                    return Ok(out);
                 }
                 // Next checkpoint: double the calls, but no further than halfway to where
                 // the current rate would cross the budget.
@@ -562,8 +594,16 @@ impl<'a, H: Host> Driver<'a, H> {
                 next_checkpoint = done + done.min(room).max(1);
             }
         }
-        Ok((calls, false, peak))
+        Ok(out)
     }
+}
+
+/// What [`Driver::batch`] measured.
+struct Batch {
+    calls: u64,
+    budget_stop: bool,
+    peak: i64,
+    churn: Values,
 }
 
 /// Resources of each kind that are more numerous in `after` than in `before`; the new ones

@@ -198,7 +198,9 @@ pub struct Report {
     pub total_calls: u64,
     /// The measured runs.
     pub runs: Vec<Run>,
-    /// The noise floor measured in-process before the runs (largest idle change).
+    /// The noise floor measured in-process: the largest change between idle samples before
+    /// the runs, and the largest drop between two checkpoints within a run (the function's
+    /// own churn: a leak only adds).
     pub noise: Values,
     /// The growth above which a run counted as grown (max of tolerance and noise).
     pub thresholds: Values,

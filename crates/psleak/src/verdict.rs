@@ -8,7 +8,10 @@
 //! The rules, and why:
 //!
 //! * A run *grew* on a metric when its growth exceeds that metric's threshold: the larger of
-//!   the user's tolerance and the noise floor measured in-process before the runs.
+//!   the user's tolerance and the noise floor the driver measures in-process, both between
+//!   idle samples before the runs and as the largest drop of the metric between two
+//!   checkpoints within a run (a leak only adds; drops are the function's own churn, e.g.
+//!   allocator caches filling and draining).
 //! * Batches escalate (each run twice the calls of the previous, up to 16× `times`). A leak
 //!   grows in proportion to calls, so its growth keeps pace; noise and caches that have
 //!   filled up do not.
