@@ -149,6 +149,13 @@ impl Default for LeakCheck {
 /// How long a seeming fd or thread leak is given to go away before it is reported.
 const RESOURCE_SETTLE_MS: u64 = 50;
 
+/// Growth per run below which the page-granular metrics (uss, rss, vms) do not count:
+/// 16 pages of 4 KiB. The kernel moves them by pages for reasons of its own (stack and page
+/// table growth, a thread's stack or arena mapped on first use), so a few pages per run are
+/// noise; a direct `mmap` leak, a page or more per leaking call, is far above it within
+/// a run of 200 calls. Byte-exact metrics have no such floor.
+const PAGE_METRIC_FLOOR: i64 = 16 * 4096;
+
 /// How many idle intervals measure the noise floor.
 const NOISE_SAMPLES: usize = 3;
 
@@ -473,7 +480,18 @@ impl<'a, H: Host> Driver<'a, H> {
         let base = prev;
         let mut thresholds = Values::default();
         for m in Metric::ALL {
-            thresholds.set(m, noise.get(m).max(self.check.tolerance[m.index()] as i64));
+            let floor = if m.precision_rank() >= 2 {
+                PAGE_METRIC_FLOOR
+            } else {
+                0
+            };
+            thresholds.set(
+                m,
+                noise
+                    .get(m)
+                    .max(self.check.tolerance[m.index()] as i64)
+                    .max(floor),
+            );
         }
         let mut policy = Policy::new(
             self.check.times,

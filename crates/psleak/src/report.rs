@@ -267,7 +267,7 @@ impl Finding {
                 let grown: i64 = runs.iter().map(|r| r.growth.get(self.metric)).sum();
                 let _ = write!(
                     s,
-                    ": grew by {} in {calls} calls and crossed the memory budget",
+                    ": grew by {} in {calls} calls and ran into the memory budget",
                     format_value(self.metric, grown as f64)
                 );
             }

@@ -24,8 +24,8 @@
 //!   pace test by the third run; the slow random filling of allocator caches (glibc's
 //!   tcache) cannot make a streak of equal-sized runs count, once runs reach their cap.
 //! * `clean_runs` consecutive runs (default 2) in which no metric grew make the function
-//!   clean. Requiring two, the second twice as long, keeps one lucky run from passing a
-//!   small leak that a free elsewhere happened to hide.
+//!   clean. Requiring two keeps one lucky run from passing a small leak that a free
+//!   elsewhere happened to hide; the confirming run has the size of the clean one.
 //! * A memory budget bounds the cost: the next run is shortened so that the projected
 //!   growth stays within budget, and the driver stops a run that crosses it. Growing past
 //!   the budget is a leak (`LeakReason::Budget`): a function that retains more than the
@@ -349,9 +349,21 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
         };
     }
 
-    Decision::Continue {
-        calls: next_run_calls(policy, runs, footprint),
+    let calls = next_run_calls(policy, runs, footprint);
+    if calls
+        < policy
+            .times
+            .min(runs.iter().map(|r| r.calls).min().unwrap_or(policy.times))
+    {
+        // The budget leaves room for a run shorter than any so far: too short to show growth
+        // above the thresholds, so it could only pass a leak. The growth so far decides.
+        let mut found = findings(policy, runs, 1, LeakReason::Budget);
+        found.retain(|f| f.metric.is_bytes());
+        if !found.is_empty() {
+            return Decision::Leak(found);
+        }
     }
+    Decision::Continue { calls }
 }
 
 fn first_run_calls(policy: &Policy) -> u64 {
@@ -361,7 +373,14 @@ fn first_run_calls(policy: &Policy) -> u64 {
 fn next_run_calls(policy: &Policy, runs: &[Run], footprint: i64) -> u64 {
     let last = runs.last().map_or(policy.times, |r| r.calls.max(1));
     let cap = policy.times.saturating_mul(16).max(policy.times);
-    let wanted = last.saturating_mul(2).min(cap).max(policy.times.min(last));
+    // After a run without growth, the next one confirms it at the same size: doubling is
+    // for telling growth that scales from growth that does not, and there was none.
+    let last_clean = runs.last().is_some_and(|r| !policy.any_grew(r));
+    let wanted = if last_clean {
+        last
+    } else {
+        last.saturating_mul(2).min(cap).max(policy.times.min(last))
+    };
     // Shorten the run so that the projected growth stays within the budget.
     let calls_so_far: u64 = runs.iter().map(|r| r.calls).sum();
     if footprint <= 0 || calls_so_far == 0 {
@@ -561,6 +580,19 @@ mod tests {
     }
 
     #[test]
+    fn leak_that_fills_the_budget_between_runs_is_found() {
+        // 64 KiB a call, page-granular, with the page floor: the third run is shortened to
+        // fit the budget and the next would be a call or two.
+        let mut p = policy();
+        for m in [Metric::Uss, Metric::Rss, Metric::Vms] {
+            p.thresholds.set(m, 65536);
+        }
+        let (d, runs) = simulate(&p, |_, n| (Metric::Uss, 65536 * n as i64));
+        assert_eq!(leak_metric(&d), Some(Metric::Uss), "{runs:?}");
+        assert!(runs.iter().all(|r| r.calls >= 200), "{runs:?}");
+    }
+
+    #[test]
     fn medium_leak_is_confirmed_within_budget() {
         let (d, runs) = simulate(&policy(), |_, n| (Metric::Heap, 10_000 * n as i64));
         assert_eq!(leak_metric(&d), Some(Metric::Heap));
@@ -572,7 +604,7 @@ mod tests {
     fn clean_function_needs_two_runs() {
         let (d, runs) = simulate(&policy(), |_, _| (Metric::Heap, 0));
         assert_eq!(d, Decision::Clean);
-        assert_eq!(runs.iter().map(|r| r.calls).collect::<Vec<_>>(), vec![200, 400]);
+        assert_eq!(runs.iter().map(|r| r.calls).collect::<Vec<_>>(), vec![200, 200]);
     }
 
     #[test]
