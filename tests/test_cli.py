@@ -85,7 +85,7 @@ def test_knobs_are_applied() -> None:
     data = json.loads(r.stdout)
     assert (data["runs"][0]["calls"], data["warmup_calls"], data["memory_budget"]) == (7, 3, 32 << 20)
     assert len(data["runs"]) <= 2
-    assert data["thresholds"] == [100, 0, 0, 4096, 0, 0]
+    assert data["thresholds"] == [100, 0, 65536, 65536, 65536, 0]  # page metrics: 16-page floor
 
 
 def test_fd_leak_exits_1() -> None:
