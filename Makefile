@@ -48,8 +48,11 @@ fmt:  ## format Rust and Python
 	cargo fmt --all
 	$(VENV)/bin/ruff format python tests bench examples
 
-bench: develop  ## benchmarks: probe cost vs psutil; leak matrix vs psleak 0.1.6
+BENCH_ARGS ?=
+
+bench: develop  ## benchmarks: probe cost vs psutil; leak matrix vs psleak 0.1.6 (BENCH_ARGS="--repeat 5")
 	$(PY) bench/probes.py
+	$(PY) bench/matrix.py $(BENCH_ARGS)
 
 clean:  ## remove build products and .venv
-	rm -rf target $(VENV) tests/ext/*.so
+	rm -rf target $(VENV) .venv-psleak016 tests/ext/*.so

@@ -8,18 +8,27 @@ kernel's RssAnon counter (/proc/self/status); psutil, and psleak's exact
 uss" row shows that cost too. Both run in this process,
 interleaved in rounds, so machine noise hits both alike; the ratios are what to read.
 
-    python bench/probes.py [--rounds N] [--json PATH]
+execute()'s per-call overhead is measured on an empty function, for ours and, side by side,
+for psleak 0.1.6 (run in its venv, ``.venv-psleak016``, which ``bench/matrix.py`` creates,
+in a subprocess with PYTHONMALLOC=malloc, without which 0.1.6 skips): the time of
+``MemoryLeakTestCase().execute(empty)`` divided by the calls it made, everything included.
+
+    python bench/probes.py [--rounds N] [--json PATH] [--no-reference]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import psleak
 from psleak import _psleak
@@ -40,11 +49,65 @@ def interleaved(cases: dict[str, Callable[[], object]], rounds: int, n: int) -> 
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+EXECUTE_REPS = 5
+
+# Runs in the interpreter under test: MemoryLeakTestCase().execute(empty) EXECUTE_REPS times,
+# printing (calls, seconds) of each as JSON. The calls are counted by overriding call(),
+# which psleak 0.1.6 invokes once per call of the function (one attribute increment more,
+# tens of ns); ours reports its count in the returned Report.
+_EXECUTE_SCRIPT = """
+import json, sys, time, psleak
+
+def empty():
+    pass
+
+class Case(psleak.MemoryLeakTestCase):
+    calls = 0
+
+    def runTest(self):
+        pass
+
+    if not hasattr(psleak, "check"):  # 0.1.6: count the calls
+        def call(self, fun):
+            Case.calls += 1
+            return fun()
+
+out = []
+for _ in range(int(sys.argv[1])):
+    case = Case()
+    Case.calls = 0
+    start = time.perf_counter()
+    report = case.execute(empty)
+    elapsed = time.perf_counter() - start
+    calls = report.data["total_calls"] if report is not None else Case.calls
+    out.append((calls, elapsed))
+print(json.dumps(out))
+"""
+
+
+def execute_overhead(python: Path | str, reps: int = EXECUTE_REPS) -> dict[str, Any]:
+    """Median per-call cost of ``MemoryLeakTestCase().execute(empty)`` under ``python``.
+
+    Runs in a fresh subprocess with PYTHONMALLOC=malloc (psleak 0.1.6 skips without it).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONMALLOC"] = "malloc"
+    out = subprocess.run(
+        [str(python), "-c", _EXECUTE_SCRIPT, str(reps)], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    samples = [(int(c), float(s)) for c, s in json.loads(out)]
+    per_call = sorted(s / c for c, s in samples)
+    median = statistics.median(per_call)
+    calls, seconds = min(samples, key=lambda cs: abs(cs[1] / cs[0] - median))
+    return {"calls": calls, "seconds": seconds, "us_per_call": median * 1e6, "samples": samples}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--n", type=int, default=300, help="calls per round and case")
     ap.add_argument("--json", help="write the figures as JSON to this path")
+    ap.add_argument("--no-reference", action="store_true", help="skip psleak 0.1.6 (its venv is created if missing)")
     args = ap.parse_args()
 
     try:
@@ -130,10 +193,37 @@ def main() -> None:
         f"\ncheck of an empty function: {calls} calls in {check_s * 1000:.1f} ms "
         f"({check_s / calls * 1e6:.2f} µs/call all included; a bare Python loop: {loop_us:.3f} µs/call)"
     )
+
+    # execute() of an empty function, ours and psleak 0.1.6's, each in a fresh process
+    overhead = {"psleak": execute_overhead(sys.executable)}
+    if not args.no_reference:
+        import matrix  # bench/matrix.py: creates or reuses the psleak 0.1.6 venv
+
+        overhead["psleak 0.1.6"] = execute_overhead(matrix.ensure_reference(matrix.REFERENCE_VENV, "python3"))
+    print(f"\nMemoryLeakTestCase().execute(empty), PYTHONMALLOC=malloc, median of {EXECUTE_REPS} (fresh process):")
+    for name, o in overhead.items():
+        print(
+            f"  {name:14} {o['calls']:6} calls in {o['seconds'] * 1000:7.1f} ms = {o['us_per_call']:7.2f} µs/call"
+            " all included; runs: " + ", ".join(f"{c} calls/{t * 1000:.1f} ms" for c, t in o["samples"])
+        )
+    if "psleak 0.1.6" in overhead:
+        ours_o, ref_o = overhead["psleak"], overhead["psleak 0.1.6"]
+        print(
+            f"  per call, psleak 0.1.6 / psleak = {ref_o['us_per_call'] / ours_o['us_per_call']:.2f};"
+            f" per execute(), {ref_o['seconds'] / ours_o['seconds']:.2f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"probes_us": res, "ratios": ratios, "check_empty_s": check_s, "check_empty_calls": calls}, f, indent=2
+                {
+                    "probes_us": res,
+                    "ratios": ratios,
+                    "check_empty_s": check_s,
+                    "check_empty_calls": calls,
+                    "execute_empty": overhead,
+                },
+                f,
+                indent=2,
             )
 
 
