@@ -249,7 +249,7 @@ impl LeakCheck {
     /// no verdict could be reached.
     pub fn run_host<H: Host>(&self, host: &mut H) -> std::result::Result<Report, CheckError<H::Error>> {
         self.validate()?;
-        Driver::new(self, host)?.run()
+        Driver::new(self, host).run()
     }
 }
 
@@ -285,14 +285,20 @@ impl Sampler {
         Ok(Sampler { enabled, malloc, uss })
     }
 
-    /// A sample of every metric.
-    fn sample<H: Host>(&self, host: &mut H) -> Result<Values> {
+    /// Heap and mmap in use, where malloc's statistics exist.
+    fn malloc_sample(&self) -> Result<Values> {
         let mut v = Values::default();
         if self.malloc {
             let m = backend::malloc_stats()?;
             v.set(Metric::Heap, m.heap_used as i64);
             v.set(Metric::Mmap, m.mmap_used as i64);
         }
+        Ok(v)
+    }
+
+    /// A sample of every metric.
+    fn sample<H: Host>(&self, host: &mut H) -> Result<Values> {
+        let mut v = self.malloc_sample()?;
         if self.uss {
             let c = backend::memory_counters()?;
             v.set(Metric::Uss, c.anon as i64);
@@ -311,12 +317,7 @@ impl Sampler {
 
     /// A cheap sample for the memory budget: rss and malloc in use only.
     fn quick(&self) -> Result<Values> {
-        let mut v = Values::default();
-        if self.malloc {
-            let m = backend::malloc_stats()?;
-            v.set(Metric::Heap, m.heap_used as i64);
-            v.set(Metric::Mmap, m.mmap_used as i64);
-        }
+        let mut v = self.malloc_sample()?;
         v.set(Metric::Rss, backend::memory_quick()?.0 as i64);
         Ok(v)
     }
@@ -333,14 +334,14 @@ struct Driver<'a, H: Host> {
 type Res<T, E> = std::result::Result<T, CheckError<E>>;
 
 impl<'a, H: Host> Driver<'a, H> {
-    fn new(check: &'a LeakCheck, host: &'a mut H) -> Res<Self, H::Error> {
-        Ok(Driver {
+    fn new(check: &'a LeakCheck, host: &'a mut H) -> Self {
+        Driver {
             check,
             host,
             started: Instant::now(),
             calls: 0,
             notes: Vec::new(),
-        })
+        }
     }
 
     fn call(&mut self) -> Res<(), H::Error> {
@@ -356,6 +357,7 @@ impl<'a, H: Host> Driver<'a, H> {
         Ok(())
     }
 
+    /// The report as of now; the memory check fills in its runs.
     fn report(&self, outcome: Outcome) -> Report {
         Report {
             name: self.check.name.clone(),
@@ -368,16 +370,9 @@ impl<'a, H: Host> Driver<'a, H> {
             enabled: [false; METRIC_COUNT],
             memory_budget: self.check.memory_budget,
             peak_growth: 0,
-            seconds: 0.0,
+            seconds: self.started.elapsed().as_secs_f64(),
             notes: self.notes.clone(),
         }
-    }
-
-    fn finish(&self, mut report: Report) -> Report {
-        report.total_calls = self.calls;
-        report.seconds = self.started.elapsed().as_secs_f64();
-        report.notes = self.notes.clone();
-        report
     }
 
     fn run(mut self) -> Res<Report, H::Error> {
@@ -394,12 +389,10 @@ impl<'a, H: Host> Driver<'a, H> {
             self.call()?;
         }
         if let Some(leaks) = self.resource_check()? {
-            let r = self.report(Outcome::ResourceLeak { leaks });
-            return Ok(self.finish(r));
+            return Ok(self.report(Outcome::ResourceLeak { leaks }));
         }
         if !self.check.checkers.memory {
-            let r = self.report(Outcome::Clean);
-            return Ok(self.finish(r));
+            return Ok(self.report(Outcome::Clean));
         }
         self.memory_check()
     }
@@ -562,7 +555,7 @@ impl<'a, H: Host> Driver<'a, H> {
         report.thresholds = policy.thresholds;
         report.enabled = policy.enabled;
         report.peak_growth = peak;
-        Ok(self.finish(report))
+        Ok(report)
     }
 
     /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get

@@ -314,9 +314,7 @@ fn findings(policy: &Policy, runs: &[Run], min_len: u32, reason: LeakReason) -> 
 /// Decides what to do after `runs`. With no runs, asks for the first one.
 pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
     let Some(last) = runs.last() else {
-        return Decision::Continue {
-            calls: first_run_calls(policy),
-        };
+        return Decision::Continue { calls: policy.times };
     };
     let footprint: i64 = runs.iter().map(|r| r.growth.footprint()).sum();
     let budget = policy.memory_budget as i64;
@@ -364,10 +362,6 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
         }
     }
     Decision::Continue { calls }
-}
-
-fn first_run_calls(policy: &Policy) -> u64 {
-    policy.times
 }
 
 fn next_run_calls(policy: &Policy, runs: &[Run], footprint: i64) -> u64 {
