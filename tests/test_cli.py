@@ -211,3 +211,15 @@ def test_info_json() -> None:
     assert [t["id"] for t in data["threads"]][:1] == [data["pid"]]
     assert {0, 1} <= {fd["fd"] for fd in data["fds"]}
     assert all({"fd", "kind", "path"} <= set(fd) for fd in data["fds"])
+
+
+def test_svg_chart_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "report.svg"
+    result = psleak("check", "cli_targets:leak", "--svg", str(out))
+    assert result.returncode == 1
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "leaks ~" in svg
+    assert svg.count("<polyline") >= 5
+    result = psleak("check", "cli_targets:clean", "--svg", str(tmp_path / "missing" / "x.svg"))
+    assert result.returncode == 2
+    assert "--svg: cannot write" in result.stderr

@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (metavar, text) in TEXT_KNOBS.items():
         check.add_argument(option(name), dest=name, metavar=metavar, help=text)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--svg", metavar="FILE", help="also write the runs as an SVG chart to FILE")
     check.add_argument("--traceback", action="store_true", help="show the Python traceback of errors")
     check.set_defaults(run=_check)
 
@@ -228,6 +229,12 @@ def _check(ns: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.clear()
+    if ns.svg:
+        try:
+            with open(ns.svg, "w", encoding="utf-8") as f:
+                f.write(report.to_svg())
+        except OSError as e:
+            raise _UsageError(f"--svg: cannot write {ns.svg!r}: {e.strerror}") from e
     sys.stdout.write((report.to_json() if ns.json else report.text) + "\n")
     return 0 if report.clean else 1
 

@@ -155,10 +155,13 @@ class Report:
     """What a check measured and decided. ``data`` is the core's report as a dict (the same
     as ``psleak check --json`` prints), ``text`` the report for people."""
 
-    def __init__(self, data: dict[str, Any], text: str, gc_objects: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, data: dict[str, Any], text: str, gc_objects: Mapping[str, Any] | None = None, svg: str = ""
+    ) -> None:
         self.data = data
         self.text = text
         self._gc_objects = dict(gc_objects or {})
+        self._svg = svg
 
     @property
     def name(self) -> str:
@@ -198,6 +201,10 @@ class Report:
     def to_json(self) -> str:
         """The report as JSON."""
         return json.dumps(self.data, indent=2)
+
+    def to_svg(self) -> str:
+        """The runs as an SVG chart: cumulative growth of each metric against calls."""
+        return self._svg
 
     def exception(self) -> Error | None:
         """The exception this report stands for, or None when clean."""
@@ -320,7 +327,7 @@ def check(
         tolerance = dict.fromkeys(TOLERANCE_KEYS, tolerance)
     hooks = _PythonHooks(checkers, k["trim_callback"])
     try:
-        data, text = _psleak.run_check(
+        data, text, svg = _psleak.run_check(
             fun,
             name=name or qualname(fun),
             warmup=k["warmup_times"],
@@ -343,7 +350,7 @@ def check(
         if sites:
             data["where"] = sites
             text = _insert_where(text, sites)
-    return Report(data, text, hooks.gc_objects)
+    return Report(data, text, hooks.gc_objects, svg)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -252,7 +252,7 @@ mod _psleak {
     }
 
     /// Runs a leak check of `fun` (a zero-argument callable) and returns
-    /// `(report_dict, report_text)`. Exceptions raised by `fun` or the hooks propagate.
+    /// `(report_dict, report_text, report_svg)`. Exceptions raised by `fun` or the hooks propagate.
     #[pyfunction]
     #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
                         memory=true, fds=true, threads=true,
@@ -274,7 +274,7 @@ mod _psleak {
         blocks: Option<Bound<'py, PyAny>>,
         resources: Option<Bound<'py, PyAny>>,
         progress: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyAny>, String)> {
+    ) -> PyResult<(Bound<'py, PyAny>, String, String)> {
         if !fun.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err("'fun' must be callable"));
         }
@@ -308,6 +308,6 @@ mod _psleak {
         if let Some(e) = host.progress_error.take() {
             return Err(e);
         }
-        Ok((serialize(py, &report)?, report.to_text()))
+        Ok((serialize(py, &report)?, report.to_text(), report.to_svg()))
     }
 }

@@ -390,9 +390,97 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// Escapes text for SVG.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Report {
+    /// The runs as an SVG chart: one small panel per measured metric, cumulative growth
+    /// against cumulative calls, with the leak's metric drawn in red. A leak grows along a
+    /// straight line through the origin; a cache rises, then goes flat.
+    pub fn to_svg(&self) -> String {
+        const W: f64 = 300.0;
+        const H: f64 = 150.0;
+        const PAD: f64 = 46.0;
+        let leaking: Option<Metric> = match &self.outcome {
+            Outcome::MemoryLeak { findings } => findings.first().map(|f| f.metric),
+            _ => None,
+        };
+        let metrics: Vec<Metric> = Metric::ALL
+            .into_iter()
+            .filter(|m| self.enabled[m.index()])
+            .collect();
+        let cols = 3usize;
+        let rows = metrics.len().div_ceil(cols).max(1);
+        let width = cols as f64 * (W + PAD) + PAD;
+        let height = rows as f64 * (H + PAD) + 50.0;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+             font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" \
+             fill=\"white\"/>\n<text x=\"{PAD}\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+            xml_escape(&self.verdict_line())
+        );
+        // Cumulative points: (calls, growth) after each run, from the origin.
+        let mut calls = vec![0u64];
+        for r in &self.runs {
+            calls.push(calls.last().copied().unwrap_or(0) + r.calls);
+        }
+        let max_calls = calls.last().copied().unwrap_or(0).max(1) as f64;
+        for (i, m) in metrics.iter().enumerate() {
+            let x0 = PAD + (i % cols) as f64 * (W + PAD);
+            let y0 = 40.0 + (i / cols) as f64 * (H + PAD);
+            let mut growth = vec![0i64];
+            for r in &self.runs {
+                growth.push(growth.last().copied().unwrap_or(0) + r.growth.get(*m));
+            }
+            let lo = growth.iter().copied().min().unwrap_or(0).min(0) as f64;
+            let hi = (growth.iter().copied().max().unwrap_or(0) as f64).max(lo + 1.0);
+            let px = |c: u64| x0 + c as f64 / max_calls * W;
+            let py = |g: i64| y0 + H - (g as f64 - lo) / (hi - lo) * H;
+            let color = if Some(*m) == leaking { "#c0392b" } else { "#2471a3" };
+            let _ = writeln!(
+                s,
+                "<rect x=\"{x0}\" y=\"{y0}\" width=\"{W}\" height=\"{H}\" fill=\"none\" stroke=\"#bbb\"/>\n\
+                 <text x=\"{x0}\" y=\"{}\" font-weight=\"bold\">{}</text>\n\
+                 <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n\
+                 <text x=\"{}\" y=\"{}\" text-anchor=\"end\">calls: {}</text>\n\
+                 <line x1=\"{x0}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>",
+                y0 - 4.0,
+                m.name(),
+                x0 + W - 4.0,
+                y0 + 14.0,
+                xml_escape(&format_growth(*m, growth.iter().copied().max().unwrap_or(0))),
+                x0 + W - 4.0,
+                y0 + H + 14.0,
+                max_calls as u64,
+                x0 + W,
+                py(0),
+                py(0)
+            );
+            let points: Vec<String> = calls
+                .iter()
+                .zip(&growth)
+                .map(|(c, g)| format!("{:.1},{:.1}", px(*c), py(*g)))
+                .collect();
+            let _ = writeln!(
+                s,
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+                points.join(" ")
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::Values;
 
     #[test]
     fn bytes_are_formatted_with_binary_units() {
@@ -402,6 +490,35 @@ mod tests {
         assert_eq!(format_bytes(1536.0), "1.5 KiB");
         assert_eq!(format_bytes(64.0 * 1048576.0), "64.0 MiB");
         assert_eq!(format_bytes(-4096.0), "-4.0 KiB");
+    }
+
+    #[test]
+    fn svg_has_a_panel_per_metric_and_escapes_the_title() {
+        let mut growth = Values::default();
+        growth.set(Metric::Heap, 6400);
+        let report = Report {
+            name: "a<b>".into(),
+            outcome: Outcome::Clean,
+            warmup_calls: 10,
+            total_calls: 211,
+            runs: vec![Run {
+                calls: 200,
+                growth,
+                budget_stop: false,
+            }],
+            noise: Values::default(),
+            thresholds: Values::default(),
+            enabled: [true, true, false, false, false, false],
+            memory_budget: 1 << 26,
+            peak_growth: 6400,
+            seconds: 0.1,
+            notes: vec![],
+        };
+        let svg = report.to_svg();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("'a&lt;b&gt;' is clean"));
+        assert!(svg.contains("+6.2 KiB"));
     }
 
     #[test]
