@@ -266,6 +266,17 @@ class _PythonHooks:
         self.trim_callback = trim_callback
         self.gc_debugger: GCDebugger | None = None
         self.gc_objects: dict[str, Any] = {}
+        self.froze = False
+
+    def open(self) -> None:
+        """Freezes what exists before the check (gc.freeze): the full collection before
+        every sample then only walks objects made during the check, instead of the whole
+        heap (171 ms per collection in a process holding a million dicts). Skipped when
+        the program uses gc.freeze itself, so that its frozen objects stay as they are."""
+        if gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
+            self.froze = True
 
     def settle(self) -> None:
         if self.trim_callback is not None:
@@ -300,10 +311,14 @@ class _PythonHooks:
         return out
 
     def close(self) -> None:
-        """Leaves gc debugging if the function raised in the middle of the check."""
+        """Unfreezes, and leaves gc debugging if the function raised in the middle of the
+        check."""
         if self.gc_debugger is not None:
             self.gc_debugger.__exit__(None, None, None)
             self.gc_debugger = None
+        if self.froze:
+            gc.unfreeze()
+            self.froze = False
 
 
 def check(
@@ -327,6 +342,7 @@ def check(
         tolerance = dict.fromkeys(TOLERANCE_KEYS, tolerance)
     hooks = _PythonHooks(checkers, k["trim_callback"])
     try:
+        hooks.open()
         data, text, svg = _psleak.run_check(
             fun,
             name=name or qualname(fun),
