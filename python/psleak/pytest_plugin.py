@@ -95,8 +95,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = []
     if os.environ.get("PYTHONMALLOC") != "malloc":
         lines.append(
-            "psleak: PYTHONMALLOC=malloc not set: leaked Python objects are counted in pymalloc blocks, "
-            "not bytes (set it for byte-exact heap figures)"
+            "psleak: PYTHONMALLOC=malloc not set: Python objects are checked as pymalloc blocks (an exact "
+            "count, sizes from tracemalloc), C allocations as heap bytes; every check runs"
         )
     if _parallel(config):
         lines.append(
