@@ -9,6 +9,7 @@ use psleak::{LeakCheck, LeakError, Metric, Outcome};
 
 #[test]
 fn malloc_leak_is_caught() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let leak = lib.void_fn("leak_malloc");
     let err = LeakCheck::new().name("leak_malloc").run(|| leak()).unwrap_err();
@@ -28,6 +29,7 @@ fn malloc_leak_is_caught() {
 
 #[test]
 fn malloc_clean_twin_passes() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let clean = lib.void_fn("clean_malloc");
     let report = LeakCheck::new().name("clean_malloc").run(|| clean()).unwrap();
@@ -38,6 +40,7 @@ fn malloc_clean_twin_passes() {
 #[test]
 #[should_panic(expected = "leaks ~")]
 fn assert_no_leak_panics_with_the_report() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let leak = lib.void_fn("leak_malloc");
     psleak::assert_no_leak(|| leak());

@@ -8,6 +8,7 @@ use psleak::{LeakCheck, LeakError, Metric, Outcome};
 
 #[test]
 fn mmap_leak_is_caught_within_budget() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let leak = lib.void_fn("leak_mmap");
     let err = LeakCheck::new()
@@ -32,6 +33,7 @@ fn mmap_leak_is_caught_within_budget() {
 
 #[test]
 fn mmap_clean_twin_passes() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let clean = lib.void_fn("clean_mmap");
     let report = LeakCheck::new().name("clean_mmap").run(|| clean()).unwrap();

@@ -15,6 +15,7 @@ fn only(fds: bool, threads: bool) -> Checkers {
 
 #[test]
 fn pipe_leak_is_described() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let leak = lib.int_fn("leak_pipe");
     let err = LeakCheck::new()
@@ -46,6 +47,7 @@ fn pipe_leak_is_described() {
 
 #[test]
 fn pipe_clean_twin_passes() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let clean = lib.void_fn("clean_pipe");
     LeakCheck::new()
@@ -56,6 +58,7 @@ fn pipe_clean_twin_passes() {
 
 #[test]
 fn thread_leak_is_named() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let leak = lib.int_fn("leak_thread");
     let err = LeakCheck::new()
@@ -78,6 +81,7 @@ fn thread_leak_is_named() {
 
 #[test]
 fn thread_clean_twin_passes() {
+    let _serial = common::serial();
     let lib = common::Lib::load();
     let clean = lib.void_fn("clean_thread");
     LeakCheck::new()

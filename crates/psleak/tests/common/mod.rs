@@ -12,6 +12,14 @@ use std::process::Command;
 
 pub struct Lib(*mut libc::c_void);
 
+/// Serialises the tests of one binary: a leak check measures the whole process, so a test
+/// running beside it on another thread of the harness would be measured too. `make test`
+/// also passes --test-threads=1; this keeps a plain `cargo test` right.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn target() -> String {
     format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
 }
