@@ -284,51 +284,24 @@ static PyObject *clean_thread_malloc(PyObject *m, PyObject *a) { return thread_m
  * Python allocators and reference counting
  * ====================================================================== */
 
+/* 64 bytes from a Python allocator, freed or not */
 static PyObject *
-leak_pymem_malloc(PyObject *m, PyObject *a)
+pyalloc_impl(void *(*alloc)(size_t), void (*release)(void *), int byte, int leak)
 {
-    void *p = PyMem_Malloc(64);
+    void *p = alloc(64);
     if (p == NULL)
         return PyErr_NoMemory();
-    memset(p, 6, 64);
+    memset(p, byte, 64);
     escape(p);
+    if (!leak)
+        release(p);
     Py_RETURN_NONE;
 }
 
-static PyObject *
-clean_pymem_malloc(PyObject *m, PyObject *a)
-{
-    void *p = PyMem_Malloc(64);
-    if (p == NULL)
-        return PyErr_NoMemory();
-    memset(p, 6, 64);
-    escape(p);
-    PyMem_Free(p);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-leak_pyobject_malloc(PyObject *m, PyObject *a)
-{
-    void *p = PyObject_Malloc(64);
-    if (p == NULL)
-        return PyErr_NoMemory();
-    memset(p, 7, 64);
-    escape(p);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-clean_pyobject_malloc(PyObject *m, PyObject *a)
-{
-    void *p = PyObject_Malloc(64);
-    if (p == NULL)
-        return PyErr_NoMemory();
-    memset(p, 7, 64);
-    escape(p);
-    PyObject_Free(p);
-    Py_RETURN_NONE;
-}
+static PyObject *leak_pymem_malloc(PyObject *m, PyObject *a) { return pyalloc_impl(PyMem_Malloc, PyMem_Free, 6, 1); }
+static PyObject *clean_pymem_malloc(PyObject *m, PyObject *a) { return pyalloc_impl(PyMem_Malloc, PyMem_Free, 6, 0); }
+static PyObject *leak_pyobject_malloc(PyObject *m, PyObject *a) { return pyalloc_impl(PyObject_Malloc, PyObject_Free, 7, 1); }
+static PyObject *clean_pyobject_malloc(PyObject *m, PyObject *a) { return pyalloc_impl(PyObject_Malloc, PyObject_Free, 7, 0); }
 
 /* a fresh 100-byte bytes object */
 static PyObject *
