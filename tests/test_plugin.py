@@ -309,7 +309,7 @@ def test_ini_then_command_line_then_marker_then_kwargs(inner: pytest.Pytester) -
     result = inner.runpytest("-s", "--leakcheck-times=13", "--leakcheck-tolerance", "7", "--leakcheck-retries=3")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        ["*CONFIG 13 2 33554432 [[]7, 7, 65536, 65536, 65536, 7]", "*MARKER 17 2", "*KWARGS 19"]
+        ["*CONFIG 13 2 33554432 [[]7, 7, 65536, 65536, 65536, 0]", "*MARKER 17 2", "*KWARGS 19"]
     )
 
 

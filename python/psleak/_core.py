@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
 KNOBS = tuple(DEFAULTS)
 #: Keys accepted in a ``tolerance`` dict.
 TOLERANCE_KEYS: tuple[str, ...] = tuple(_psleak.METRICS)
+#: The metrics measured in bytes, to which a whole-number ``tolerance`` applies.
+BYTE_METRICS: tuple[str, ...] = tuple(k for k in TOLERANCE_KEYS if k != "blocks")
 
 _EXCEPTIONS: dict[str, type[UnclosedResourceError]] = {
     "fd": UnclosedFdError,
@@ -115,6 +117,8 @@ def validate_knobs(
         _check_min(name, value, minimum)
     _check_type("memory_budget", memory_budget, int)
     _check_min("memory_budget", memory_budget, 1 << 20)
+    if memory_budget >= 1 << 64:
+        raise ValueError(f"'memory_budget' must be < 2**64 bytes (got {memory_budget!r})")
     _check_type("tolerance", tolerance, (int, dict))
     if isinstance(tolerance, dict):
         for key, value in tolerance.items():
@@ -339,7 +343,9 @@ def check(
         _warn_pythonmalloc()
     tolerance = k["tolerance"]
     if isinstance(tolerance, int):
-        tolerance = dict.fromkeys(TOLERANCE_KEYS, tolerance)
+        # A number is bytes, as in psleak 0.1.6: it says nothing of how many objects may
+        # leak, so counts (blocks) keep no tolerance.
+        tolerance = dict.fromkeys(BYTE_METRICS, tolerance)
     hooks = _PythonHooks(checkers, k["trim_callback"])
     try:
         hooks.open()

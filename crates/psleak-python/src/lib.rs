@@ -100,6 +100,7 @@ impl psleak::Host for PyHost<'_> {
             psleak::Phase::AfterCall => "after_call",
             psleak::Phase::BeforeRuns => "before_runs",
             psleak::Phase::AfterRuns => "after_runs",
+            psleak::Phase::Recheck => "recheck",
         };
         for item in f.call1((phase,))?.try_iter()? {
             let item = item?;
@@ -128,6 +129,11 @@ impl psleak::Host for PyHost<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Sleeps without the GIL: a Python thread that finished its work needs it to exit.
+    fn pause(&mut self, duration: std::time::Duration) {
+        self.fun.py().detach(|| std::thread::sleep(duration));
     }
 
     fn progress(&mut self, p: &psleak::Progress) {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
 use crate::sys::backend;
-use crate::verdict::{decide, Decision, Metric, Policy, Run, Values, METRIC_COUNT};
+use crate::verdict::{decide, thresholds, Decision, Metric, Policy, Run, Values, METRIC_COUNT};
 
 /// Which checks run. Front ends may add their own resource kinds through
 /// [`Host::resources`] (Python adds Python threads and gc garbage).
@@ -61,6 +61,9 @@ pub enum Phase {
     BeforeRuns,
     /// After the memory runs.
     AfterRuns,
+    /// While a seeming leak is given time to go away: only resources that can vanish on
+    /// their own (threads finishing) are asked for again; the rest keep their first answer.
+    Recheck,
 }
 
 /// Where a check is, for progress displays.
@@ -107,6 +110,12 @@ pub trait Host {
 
     /// Called after each run.
     fn progress(&mut self, _progress: &Progress) {}
+
+    /// Waits while a seeming resource leak is given time to go away. A host whose threads
+    /// need a lock to finish (Python: the GIL) releases it here.
+    fn pause(&mut self, duration: std::time::Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// Why a check could not reach a verdict.
@@ -148,13 +157,6 @@ impl Default for LeakCheck {
 
 /// How long a seeming fd or thread leak is given to go away before it is reported.
 const RESOURCE_SETTLE_MS: u64 = 50;
-
-/// Growth per run below which the page-granular metrics (uss, rss, vms) do not count:
-/// 16 pages of 4 KiB. The kernel moves them by pages for reasons of its own (stack and page
-/// table growth, a thread's stack or arena mapped on first use), so a few pages per run are
-/// noise; a direct `mmap` leak, a page or more per leaking call, is far above it within
-/// a run of 200 calls. Byte-exact metrics have no such floor.
-const PAGE_METRIC_FLOOR: i64 = 16 * 4096;
 
 /// How many idle intervals measure the noise floor.
 const NOISE_SAMPLES: usize = 3;
@@ -198,9 +200,13 @@ impl LeakCheck {
         self
     }
 
-    /// Growth per run tolerated on every metric (bytes; blocks for [`Metric::Blocks`]).
+    /// Growth per run tolerated on every byte metric. Counts ([`Metric::Blocks`]) keep
+    /// their own tolerance ([`LeakCheck::tolerance_for`]): a number of bytes says nothing of
+    /// how many objects may leak (psleak 0.1.6 applies it to byte metrics only, too).
     pub fn tolerance(mut self, amount: u64) -> Self {
-        self.tolerance = [amount; METRIC_COUNT];
+        for m in Metric::ALL.into_iter().filter(|m| m.is_bytes()) {
+            self.tolerance[m.index()] = amount;
+        }
         self
     }
 
@@ -392,7 +398,7 @@ impl<'a, H: Host> Driver<'a, H> {
             return Ok(self.report(Outcome::ResourceLeak { leaks }));
         }
         if !self.check.checkers.memory {
-            return Ok(self.report(Outcome::Clean));
+            return self.resource_runs();
         }
         self.memory_check()
     }
@@ -414,31 +420,43 @@ impl<'a, H: Host> Driver<'a, H> {
         Ok(())
     }
 
-    /// Compares resources before and after; when native resources seem to have leaked, looks
-    /// again for a short while before believing it. A joined thread can stay listed in
-    /// /proc/self/task for a moment after pthread_join returns (the kernel reaps it after
-    /// the join's futex wake-up), and a socket closed by another thread may be released a
-    /// moment later.
+    /// Compares resources before and after; when resources that can go away on their own
+    /// seem to have leaked, looks again for a short while before believing it. A joined
+    /// thread can stay listed in /proc/self/task for a moment after pthread_join returns
+    /// (the kernel reaps it after the join's futex wake-up), a socket closed by another
+    /// thread may be released a moment later, and a Python thread that has finished its
+    /// work still needs the GIL to exit: the host releases it while the driver waits.
     fn leaks_after_settling(
         &mut self,
         before: &[Resource],
         mut after: Vec<Resource>,
         calls: u64,
     ) -> Res<Option<Vec<ResourceLeak>>, H::Error> {
-        let native = |r: &Resource| matches!(r.kind, ResourceKind::Fd | ResourceKind::NativeThread);
+        let transient = |k: ResourceKind| {
+            matches!(
+                k,
+                ResourceKind::Fd
+                    | ResourceKind::Handle
+                    | ResourceKind::NativeThread
+                    | ResourceKind::RuntimeThread
+            )
+        };
         let deadline = Instant::now() + std::time::Duration::from_millis(RESOURCE_SETTLE_MS);
         loop {
             let leaks = resource_leaks(before, &after, calls);
-            let waiting_on_native = leaks.as_ref().is_some_and(|l| {
-                l.iter()
-                    .any(|l| matches!(l.kind, ResourceKind::Fd | ResourceKind::NativeThread))
-            });
-            if !waiting_on_native || Instant::now() >= deadline {
+            let waiting = leaks
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|l| transient(l.kind)));
+            if !waiting || Instant::now() >= deadline {
                 return Ok(leaks);
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            // The host's resources (e.g. gc garbage) were taken once and stay as they were.
-            after.retain(|r| !native(r));
+            self.host.pause(std::time::Duration::from_millis(1));
+            // What cannot go away on its own (gc garbage) keeps its first answer; the host
+            // is asked again for the rest.
+            after.retain(|r| !transient(r.kind));
+            self.host
+                .resources(Phase::Recheck, &mut after)
+                .map_err(CheckError::Host)?;
             self.native_resources(&mut after)?;
         }
     }
@@ -451,10 +469,31 @@ impl<'a, H: Host> Driver<'a, H> {
         self.leaks_after_settling(&before, after, 1)
     }
 
+    /// With the memory check off: resources are still compared across many calls (the
+    /// runs a clean memory check would make: two of `times`), so that a descriptor leaked
+    /// on one call in fifty is found, not only one leaked by the single call.
+    fn resource_runs(mut self) -> Res<Report, H::Error> {
+        let before = self.resources(Phase::BeforeRuns)?;
+        let calls = self.check.times.saturating_mul(2);
+        for _ in 0..calls {
+            self.call()?;
+        }
+        self.settle()?;
+        let after = self.resources(Phase::AfterRuns)?;
+        let outcome = match self.leaks_after_settling(&before, after, calls)? {
+            Some(leaks) => Outcome::ResourceLeak { leaks },
+            None => Outcome::Clean,
+        };
+        Ok(self.report(outcome))
+    }
+
     fn memory_check(mut self) -> Res<Report, H::Error> {
         let sampler = Sampler::new(&mut self.notes)?;
         let resources_before = self.resources(Phase::BeforeRuns)?;
         let calls_before_runs = self.calls;
+        // Allocated before the first sample: allocating it between two samples would count
+        // as the function's growth.
+        let mut runs: Vec<Run> = Vec::with_capacity(self.check.retries as usize);
 
         // Noise floor: the largest change between samples with no call in between.
         self.settle()?;
@@ -471,67 +510,43 @@ impl<'a, H: Host> Driver<'a, H> {
             prev = s;
         }
         let base = prev;
-        let mut thresholds = Values::default();
-        for m in Metric::ALL {
-            let floor = if m.precision_rank() >= 2 {
-                PAGE_METRIC_FLOOR
-            } else {
-                0
-            };
-            thresholds.set(
-                m,
-                noise
-                    .get(m)
-                    .max(self.check.tolerance[m.index()] as i64)
-                    .max(floor),
-            );
-        }
         let mut policy = Policy::new(
             self.check.times,
             self.check.retries,
-            thresholds,
+            Values(self.check.tolerance.map(|t| i64::try_from(t).unwrap_or(i64::MAX))),
             self.check.memory_budget,
         );
+        policy.idle_noise = noise;
+        policy.page_size = backend::page_size();
         policy.enabled = sampler.enabled;
         if self.host.blocks().is_none() {
             policy.enabled[Metric::Blocks.index()] = false;
         }
 
-        // Allocated up front: growing it between two samples would count as the function's.
-        let mut runs: Vec<Run> = Vec::with_capacity(policy.retries as usize);
         let mut peak: i64 = 0;
         let decision = loop {
             let calls = match decide(&policy, &runs) {
                 Decision::Continue { calls } => calls,
                 d => break d,
             };
-            let Batch {
-                calls: made,
-                budget_stop,
-                peak: run_peak,
-                churn,
-            } = self.batch(&sampler, calls, base, &policy)?;
-            peak = peak.max(run_peak);
-            // The churn seen so far raises the thresholds of every run, earlier ones too:
-            // the verdict stays a function of all the runs and one noise floor.
-            for m in Metric::ALL {
-                noise.set(m, noise.get(m).max(churn.get(m)));
-                let t = policy.thresholds.get(m).max(churn.get(m));
-                policy.thresholds.set(m, t);
-            }
+            let started = Instant::now();
+            let batch = self.batch(&sampler, calls, base, &policy)?;
+            peak = peak.max(batch.peak);
             self.settle()?;
             let s = sampler.sample(self.host)?;
             peak = peak.max(s.minus(&base).footprint());
             runs.push(Run {
-                calls: made,
+                calls: batch.calls,
                 growth: s.minus(&prev),
-                budget_stop,
+                churn: batch.churn,
+                seconds: started.elapsed().as_secs_f64(),
+                budget_stop: batch.budget_stop,
             });
             prev = s;
             self.host.progress(&Progress {
                 run: runs.len(),
                 max_runs: policy.retries,
-                calls: made,
+                calls: batch.calls,
                 total_calls: self.calls,
                 growth: s.minus(&base),
             });
@@ -550,9 +565,14 @@ impl<'a, H: Host> Driver<'a, H> {
             }
         };
         let mut report = self.report(outcome);
+        report.thresholds = thresholds(&policy, &runs);
+        // The noise shown beside the thresholds: idle noise, and the churn seen in the runs.
+        for m in Metric::ALL {
+            let churn = runs.iter().map(|r| r.churn.get(m)).max().unwrap_or(0);
+            noise.set(m, noise.get(m).max(churn));
+        }
         report.runs = runs;
         report.noise = noise;
-        report.thresholds = policy.thresholds;
         report.enabled = policy.enabled;
         report.peak_growth = peak;
         Ok(report)
@@ -563,7 +583,7 @@ impl<'a, H: Host> Driver<'a, H> {
     /// the calls made, whether the budget stopped the run, the peak footprint growth, and
     /// the largest drop of each sampled metric between two checkpoints: a leak only adds,
     /// so drops measure the function's own churn (allocator caches filling and draining,
-    /// automatic garbage collection), the noise its runs are judged against.
+    /// automatic garbage collection), which the engine weighs the runs against.
     fn batch(
         &mut self,
         sampler: &Sampler,
@@ -571,7 +591,8 @@ impl<'a, H: Host> Driver<'a, H> {
         base: Values,
         policy: &Policy,
     ) -> Res<Batch, H::Error> {
-        let budget = policy.memory_budget as i64;
+        // A budget past i64::MAX bytes is no limit (and must not wrap to a negative one).
+        let budget = i64::try_from(policy.memory_budget).unwrap_or(i64::MAX);
         let mut next_checkpoint = 1;
         let mut out = Batch {
             calls,

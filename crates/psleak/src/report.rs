@@ -501,11 +501,7 @@ mod tests {
             outcome: Outcome::Clean,
             warmup_calls: 10,
             total_calls: 211,
-            runs: vec![Run {
-                calls: 200,
-                growth,
-                budget_stop: false,
-            }],
+            runs: vec![Run::new(200, growth)],
             noise: Values::default(),
             thresholds: Values::default(),
             enabled: [true, true, false, false, false, false],

@@ -14,6 +14,7 @@
 //! | `fd_list`         | readlink + fstat (+ socket calls) per fd       | yes       |
 //! | `thread_count`    | one read of `/proc/self/status`                | no        |
 //! | `thread_list`     | `/proc/self/task/*/comm`                       | yes       |
+//! | `page_size`       | `sysconf(_SC_PAGESIZE)`, once                  | no        |
 
 // `--cfg psleak_unsupported` builds the unsupported backend on Linux too, so that the
 // project's tests check it compiles and answers as it should (`make test` does this).

@@ -16,6 +16,12 @@ fn unavailable<T>(what: &'static str) -> Result<T> {
     })
 }
 
+/// The page size is only a unit for the verdict's page-granular floors: 4 KiB, the common
+/// one, where the platform cannot be asked.
+pub(crate) fn page_size() -> u64 {
+    4096
+}
+
 pub(crate) fn malloc_stats() -> Result<MallocStats> {
     unavailable("malloc statistics")
 }

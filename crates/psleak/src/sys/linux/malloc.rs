@@ -52,6 +52,74 @@ const MISSING: usize = 1;
 static MALLINFO2: AtomicUsize = AtomicUsize::new(UNRESOLVED);
 static MALLINFO: AtomicUsize = AtomicUsize::new(UNRESOLVED);
 static MALLOC_TRIM: AtomicUsize = AtomicUsize::new(UNRESOLVED);
+/// Whether the process's `malloc` is the C library's: 0 = not asked yet, 1 = yes, 2 = no.
+static MALLOC_IS_LIBC: AtomicUsize = AtomicUsize::new(0);
+
+/// The object (shared library or executable) that defines the code at `addr`, as dladdr(3)
+/// names it: its base address and path.
+fn defining_object(addr: usize) -> Option<(usize, String)> {
+    // SAFETY: Dl_info is plain data; dladdr fills it or returns 0, and reads no memory of
+    // ours besides the struct.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `addr` is only compared with the loaded objects' address ranges.
+    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0 {
+        return None;
+    }
+    let path = if info.dli_fname.is_null() {
+        String::from("?")
+    } else {
+        // SAFETY: dladdr sets dli_fname to a NUL-terminated path owned by the dynamic linker,
+        // valid while the object stays loaded.
+        unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Some((info.dli_fbase as usize, path))
+}
+
+/// Fails when the `malloc` this process calls is not defined by the library that defines
+/// `stats_fn` (glibc's `mallinfo2`): a replacement allocator (jemalloc or tcmalloc through
+/// `LD_PRELOAD`, or linked in) leaves glibc's counters at zero, and a leak would go unseen
+/// without a word. Asked once; dladdr(3) is a GNU extension present in glibc and musl.
+fn check_malloc_is_libc(stats_fn: usize) -> Result<()> {
+    match MALLOC_IS_LIBC.load(Ordering::Relaxed) {
+        1 => return Ok(()),
+        0 => {}
+        _ => return Err(foreign_malloc(stats_fn)),
+    }
+    let verdict = match foreign_malloc_path(stats_fn) {
+        None => 1,
+        Some(_) => 2,
+    };
+    MALLOC_IS_LIBC.store(verdict, Ordering::Relaxed);
+    if verdict == 1 {
+        Ok(())
+    } else {
+        Err(foreign_malloc(stats_fn))
+    }
+}
+
+/// The path of the object defining `malloc`, when it is not the one defining `stats_fn`.
+fn foreign_malloc_path(stats_fn: usize) -> Option<String> {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions. It
+    // finds the definition the process's calls bind to (the first in search order), which
+    // is what an LD_PRELOADed allocator replaces.
+    let malloc = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as usize;
+    let (malloc_base, malloc_path) = defining_object(malloc)?;
+    let (stats_base, _) = defining_object(stats_fn)?;
+    (malloc_base != stats_base).then_some(malloc_path)
+}
+
+fn foreign_malloc(stats_fn: usize) -> Error {
+    let path = foreign_malloc_path(stats_fn).unwrap_or_else(|| "another library".into());
+    Error::Unavailable {
+        what: "malloc statistics",
+        reason: format!(
+            "malloc is provided by {path}, not by the C library: glibc's counters \
+             (mallinfo2) do not see its allocations; heap and mmap are not measured"
+        ),
+    }
+}
 
 fn resolve(cache: &AtomicUsize, name: &std::ffi::CStr) -> Option<usize> {
     let mut addr = cache.load(Ordering::Relaxed);
@@ -78,6 +146,7 @@ fn from_counters(arena: u64, hblkhd: u64, uordblks: u64, fordblks: u64) -> Mallo
 /// arena, so it grows with the number of free chunks; it takes each arena's lock in turn.
 pub(crate) fn malloc_stats() -> Result<MallocStats> {
     if let Some(addr) = resolve(&MALLINFO2, c"mallinfo2") {
+        check_malloc_is_libc(addr)?;
         // SAFETY: the address is glibc's `mallinfo2`, whose signature is Mallinfo2Fn.
         let f: Mallinfo2Fn = unsafe { std::mem::transmute::<usize, Mallinfo2Fn>(addr) };
         // SAFETY: mallinfo2 takes no arguments and is thread-safe (it locks each arena).
@@ -90,6 +159,7 @@ pub(crate) fn malloc_stats() -> Result<MallocStats> {
         ));
     }
     if let Some(addr) = resolve(&MALLINFO, c"mallinfo") {
+        check_malloc_is_libc(addr)?;
         // SAFETY: the address is glibc's `mallinfo`, whose signature is MallinfoFn.
         let f: MallinfoFn = unsafe { std::mem::transmute::<usize, MallinfoFn>(addr) };
         // SAFETY: as above.
@@ -145,5 +215,15 @@ mod tests {
         );
         drop(big);
         let _ = malloc_trim().unwrap();
+    }
+
+    #[test]
+    fn malloc_of_this_process_is_glibcs() {
+        let addr = resolve(&MALLINFO2, c"mallinfo2").unwrap();
+        assert_eq!(foreign_malloc_path(addr), None);
+        // The executable defines main, not malloc: told apart from glibc.
+        let here = defining_object(malloc_of_this_process_is_glibcs as *const () as usize).unwrap();
+        let libc = defining_object(addr).unwrap();
+        assert_ne!(here.0, libc.0, "{here:?} {libc:?}");
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn read_small<'b>(path: &'static str, buf: &'b mut [u8]) -> Result<&'
 /// The page size, from `sysconf(_SC_PAGESIZE)` once; 0 = not asked yet.
 static PAGE_SIZE: AtomicU64 = AtomicU64::new(0);
 
-fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     let cached = PAGE_SIZE.load(Ordering::Relaxed);
     if cached != 0 {
         return cached;

@@ -13,5 +13,5 @@ pub(crate) const NAME: &str = "linux";
 
 pub(crate) use fds::{fd_count, fd_list};
 pub(crate) use malloc::{malloc_stats, malloc_trim};
-pub(crate) use memory::{memory_counters, memory_quick, process_memory};
+pub(crate) use memory::{memory_counters, memory_quick, page_size, process_memory};
 pub(crate) use threads::{thread_count, thread_list};
