@@ -85,6 +85,7 @@
 #![deny(missing_docs)]
 
 mod check;
+mod driver;
 mod error;
 mod probes;
 mod report;

@@ -1,0 +1,435 @@
+//! The driver: calls the function under test, takes the measurements, hands them to the
+//! verdict engine (which owns every rule) and assembles the [`Report`]. It samples and
+//! calls; it does not judge.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use crate::check::{CheckError, Host, LeakCheck, Phase, Progress};
+use crate::error::Result;
+use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
+use crate::sys::backend;
+use crate::verdict::{decide, thresholds, Decision, Metric, Policy, Run, Values, METRIC_COUNT};
+
+/// How long a seeming fd or thread leak is given to go away before it is reported.
+const RESOURCE_SETTLE_MS: u64 = 50;
+
+/// How many idle intervals measure the noise floor.
+const NOISE_SAMPLES: usize = 3;
+
+/// Takes samples of the enabled metrics.
+struct Sampler {
+    enabled: [bool; METRIC_COUNT],
+    malloc: bool,
+    uss: bool,
+}
+
+impl Sampler {
+    /// Finds out which probes work here; notes the ones that do not.
+    fn new(notes: &mut Vec<String>) -> Result<Sampler> {
+        let mut enabled = [true; METRIC_COUNT];
+        let malloc = match backend::malloc_stats() {
+            Ok(_) => true,
+            Err(e) => {
+                notes.push(format!("heap and mmap not measured: {e}"));
+                enabled[Metric::Heap.index()] = false;
+                enabled[Metric::Mmap.index()] = false;
+                false
+            }
+        };
+        backend::memory_quick()?;
+        let uss = match backend::memory_counters() {
+            Ok(_) => true,
+            Err(e) => {
+                notes.push(format!("uss not measured: {e}"));
+                enabled[Metric::Uss.index()] = false;
+                false
+            }
+        };
+        Ok(Sampler { enabled, malloc, uss })
+    }
+
+    /// Heap and mmap in use, where malloc's statistics exist.
+    fn malloc_sample(&self) -> Result<Values> {
+        let mut v = Values::default();
+        if self.malloc {
+            let m = backend::malloc_stats()?;
+            v.set(Metric::Heap, m.heap_used as i64);
+            v.set(Metric::Mmap, m.mmap_used as i64);
+        }
+        Ok(v)
+    }
+
+    /// A sample of every metric.
+    fn sample<H: Host>(&self, host: &mut H) -> Result<Values> {
+        let mut v = self.malloc_sample()?;
+        if self.uss {
+            let c = backend::memory_counters()?;
+            v.set(Metric::Uss, c.anon as i64);
+            v.set(Metric::Rss, c.rss as i64);
+            v.set(Metric::Vms, c.vms as i64);
+        } else {
+            let (rss, vms) = backend::memory_quick()?;
+            v.set(Metric::Rss, rss as i64);
+            v.set(Metric::Vms, vms as i64);
+        }
+        if let Some(b) = host.blocks() {
+            v.set(Metric::Blocks, b);
+        }
+        Ok(v)
+    }
+
+    /// A cheap sample for the memory budget: rss and malloc in use only.
+    fn quick(&self) -> Result<Values> {
+        let mut v = self.malloc_sample()?;
+        v.set(Metric::Rss, backend::memory_quick()?.0 as i64);
+        Ok(v)
+    }
+}
+
+pub(crate) struct Driver<'a, H: Host> {
+    check: &'a LeakCheck,
+    host: &'a mut H,
+    started: Instant,
+    calls: u64,
+    notes: Vec<String>,
+}
+
+type Res<T, E> = std::result::Result<T, CheckError<E>>;
+
+impl<'a, H: Host> Driver<'a, H> {
+    pub(crate) fn new(check: &'a LeakCheck, host: &'a mut H) -> Self {
+        Driver {
+            check,
+            host,
+            started: Instant::now(),
+            calls: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    fn call(&mut self) -> Res<(), H::Error> {
+        self.calls += 1;
+        self.host.call().map_err(CheckError::Host)
+    }
+
+    fn settle(&mut self) -> Res<(), H::Error> {
+        self.host.settle().map_err(CheckError::Host)?;
+        // Give free memory back so that rss follows what is in use. An allocator without
+        // malloc_trim is fine: the sampler already noted what it cannot see.
+        let _ = backend::malloc_trim();
+        Ok(())
+    }
+
+    /// The report as of now; the memory check fills in its runs.
+    fn report(&self, outcome: Outcome) -> Report {
+        Report {
+            name: self.check.name.clone(),
+            outcome,
+            warmup_calls: self.check.warmup,
+            total_calls: self.calls,
+            runs: Vec::new(),
+            noise: Values::default(),
+            thresholds: Values::default(),
+            enabled: [false; METRIC_COUNT],
+            memory_budget: self.check.memory_budget,
+            peak_growth: 0,
+            seconds: self.started.elapsed().as_secs_f64(),
+            notes: self.notes.clone(),
+        }
+    }
+
+    pub(crate) fn run(mut self) -> Res<Report, H::Error> {
+        match backend::thread_count() {
+            Ok(n) if n > 1 => self.notes.push(format!(
+                "{} other thread(s) existed during the check: what they allocate meanwhile \
+                 counts as noise; for exact figures run leak checks with no other thread \
+                 busy (cargo test: --test-threads=1; pytest: without -n)",
+                n - 1
+            )),
+            _ => {}
+        }
+        for _ in 0..self.check.warmup {
+            self.call()?;
+        }
+        if let Some(leaks) = self.resource_check()? {
+            return Ok(self.report(Outcome::ResourceLeak { leaks }));
+        }
+        if !self.check.checkers.memory {
+            return self.resource_runs();
+        }
+        self.memory_check()
+    }
+
+    fn resources(&mut self, phase: Phase) -> Res<Vec<Resource>, H::Error> {
+        let mut out = Vec::new();
+        self.host.resources(phase, &mut out).map_err(CheckError::Host)?;
+        self.native_resources(&mut out)?;
+        Ok(out)
+    }
+
+    fn native_resources(&self, out: &mut Vec<Resource>) -> Result<()> {
+        if self.check.checkers.fds {
+            out.extend(backend::fd_list()?.iter().map(Resource::from_fd));
+        }
+        if self.check.checkers.threads {
+            out.extend(backend::thread_list()?.iter().map(Resource::from_thread));
+        }
+        Ok(())
+    }
+
+    /// Compares resources before and after; when resources that can go away on their own
+    /// seem to have leaked, looks again for a short while before believing it. A joined
+    /// thread can stay listed in /proc/self/task for a moment after pthread_join returns
+    /// (the kernel reaps it after the join's futex wake-up), a socket closed by another
+    /// thread may be released a moment later, and a Python thread that has finished its
+    /// work still needs the GIL to exit: the host releases it while the driver waits.
+    fn leaks_after_settling(
+        &mut self,
+        before: &[Resource],
+        mut after: Vec<Resource>,
+        calls: u64,
+    ) -> Res<Option<Vec<ResourceLeak>>, H::Error> {
+        let transient = |k: ResourceKind| {
+            matches!(
+                k,
+                ResourceKind::Fd
+                    | ResourceKind::Handle
+                    | ResourceKind::NativeThread
+                    | ResourceKind::RuntimeThread
+            )
+        };
+        let deadline = Instant::now() + std::time::Duration::from_millis(RESOURCE_SETTLE_MS);
+        loop {
+            let leaks = resource_leaks(before, &after, calls);
+            let waiting = leaks
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|l| transient(l.kind)));
+            if !waiting || Instant::now() >= deadline {
+                return Ok(leaks);
+            }
+            self.host.pause(std::time::Duration::from_millis(1));
+            // What cannot go away on its own (gc garbage) keeps its first answer; the host
+            // is asked again for the rest.
+            after.retain(|r| !transient(r.kind));
+            self.host
+                .resources(Phase::Recheck, &mut after)
+                .map_err(CheckError::Host)?;
+            self.native_resources(&mut after)?;
+        }
+    }
+
+    /// Calls the function once and compares resources before and after.
+    fn resource_check(&mut self) -> Res<Option<Vec<ResourceLeak>>, H::Error> {
+        let before = self.resources(Phase::BeforeCall)?;
+        self.call()?;
+        let after = self.resources(Phase::AfterCall)?;
+        self.leaks_after_settling(&before, after, 1)
+    }
+
+    /// With the memory check off: resources are still compared across many calls (the
+    /// runs a clean memory check would make: two of `times`), so that a descriptor leaked
+    /// on one call in fifty is found, not only one leaked by the single call.
+    fn resource_runs(mut self) -> Res<Report, H::Error> {
+        let before = self.resources(Phase::BeforeRuns)?;
+        let calls = self.check.times.saturating_mul(2);
+        for _ in 0..calls {
+            self.call()?;
+        }
+        self.settle()?;
+        let after = self.resources(Phase::AfterRuns)?;
+        let outcome = match self.leaks_after_settling(&before, after, calls)? {
+            Some(leaks) => Outcome::ResourceLeak { leaks },
+            None => Outcome::Clean,
+        };
+        Ok(self.report(outcome))
+    }
+
+    fn memory_check(mut self) -> Res<Report, H::Error> {
+        let sampler = Sampler::new(&mut self.notes)?;
+        let resources_before = self.resources(Phase::BeforeRuns)?;
+        let calls_before_runs = self.calls;
+        // Allocated before the first sample: allocating it between two samples would count
+        // as the function's growth.
+        let mut runs: Vec<Run> = Vec::with_capacity(self.check.retries as usize);
+
+        // Noise floor: the largest change between samples with no call in between.
+        self.settle()?;
+        let base = sampler.sample(self.host)?;
+        let mut prev = base;
+        let mut noise = Values::default();
+        for _ in 0..NOISE_SAMPLES {
+            self.settle()?;
+            let s = sampler.sample(self.host)?;
+            for m in Metric::ALL {
+                let d = (s.get(m) - prev.get(m)).abs();
+                noise.set(m, noise.get(m).max(d));
+            }
+            prev = s;
+        }
+        let base = prev;
+        let mut policy = Policy::new(
+            self.check.times,
+            self.check.retries,
+            Values(self.check.tolerance.map(|t| i64::try_from(t).unwrap_or(i64::MAX))),
+            self.check.memory_budget,
+        );
+        policy.idle_noise = noise;
+        policy.page_size = backend::page_size();
+        policy.enabled = sampler.enabled;
+        if self.host.blocks().is_none() {
+            policy.enabled[Metric::Blocks.index()] = false;
+        }
+
+        let mut peak: i64 = 0;
+        let decision = loop {
+            let calls = match decide(&policy, &runs) {
+                Decision::Continue { calls } => calls,
+                d => break d,
+            };
+            let started = Instant::now();
+            let batch = self.batch(&sampler, calls, base, &policy)?;
+            peak = peak.max(batch.peak);
+            self.settle()?;
+            let s = sampler.sample(self.host)?;
+            peak = peak.max(s.minus(&base).footprint());
+            runs.push(Run {
+                calls: batch.calls,
+                growth: s.minus(&prev),
+                churn: batch.churn,
+                seconds: started.elapsed().as_secs_f64(),
+                budget_stop: batch.budget_stop,
+            });
+            prev = s;
+            self.host.progress(&Progress {
+                run: runs.len(),
+                max_runs: policy.retries,
+                calls: batch.calls,
+                total_calls: self.calls,
+                growth: s.minus(&base),
+            });
+        };
+
+        let calls_in_runs = self.calls - calls_before_runs;
+        let resources_after = self.resources(Phase::AfterRuns)?;
+        let outcome = if let Some(leaks) =
+            self.leaks_after_settling(&resources_before, resources_after, calls_in_runs)?
+        {
+            Outcome::ResourceLeak { leaks }
+        } else {
+            match decision {
+                Decision::Leak(findings) => Outcome::MemoryLeak { findings },
+                _ => Outcome::Clean,
+            }
+        };
+        let mut report = self.report(outcome);
+        report.thresholds = thresholds(&policy, &runs);
+        // The noise shown beside the thresholds: idle noise, and the churn seen in the runs.
+        for m in Metric::ALL {
+            let churn = runs.iter().map(|r| r.churn.get(m)).max().unwrap_or(0);
+            noise.set(m, noise.get(m).max(churn));
+        }
+        report.runs = runs;
+        report.noise = noise;
+        report.enabled = policy.enabled;
+        report.peak_growth = peak;
+        Ok(report)
+    }
+
+    /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get
+    /// closer as the footprint nears the budget, and stops the run past the budget. Returns
+    /// the calls made, whether the budget stopped the run, the peak footprint growth, and
+    /// the largest drop of each sampled metric between two checkpoints: a leak only adds,
+    /// so drops measure the function's own churn (allocator caches filling and draining,
+    /// automatic garbage collection), which the engine weighs the runs against.
+    fn batch(
+        &mut self,
+        sampler: &Sampler,
+        calls: u64,
+        base: Values,
+        policy: &Policy,
+    ) -> Res<Batch, H::Error> {
+        // A budget past i64::MAX bytes is no limit (and must not wrap to a negative one).
+        let budget = i64::try_from(policy.memory_budget).unwrap_or(i64::MAX);
+        let mut next_checkpoint = 1;
+        let mut out = Batch {
+            calls,
+            budget_stop: false,
+            peak: 0,
+            churn: Values::default(),
+        };
+        let mut last: Option<Values> = None;
+        for done in 1..=calls {
+            self.call()?;
+            if done == next_checkpoint && done < calls {
+                let now = sampler.quick()?;
+                if let Some(last) = last {
+                    for m in [Metric::Heap, Metric::Mmap, Metric::Rss] {
+                        let drop = last.get(m) - now.get(m);
+                        out.churn.set(m, out.churn.get(m).max(drop));
+                    }
+                }
+                last = Some(now);
+                let growth = now.minus(&base).footprint();
+                out.peak = out.peak.max(growth);
+                if growth > budget {
+                    out.calls = done;
+                    out.budget_stop = true;
+                    return Ok(out);
+                }
+                // Next checkpoint: double the calls, but no further than halfway to where
+                // the current rate would cross the budget.
+                let rate = (growth.max(0) as f64 / done as f64).max(1.0);
+                let room = ((budget - growth).max(0) as f64 / rate / 2.0) as u64;
+                next_checkpoint = done + done.min(room).max(1);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What [`Driver::batch`] measured.
+struct Batch {
+    calls: u64,
+    budget_stop: bool,
+    peak: i64,
+    churn: Values,
+}
+
+/// Resources of each kind that are more numerous in `after` than in `before`; the new ones
+/// (by identity) are listed. Ordered so that the most specific kind comes first: a leaked
+/// Python thread is also a native thread.
+fn resource_leaks(before: &[Resource], after: &[Resource], calls: u64) -> Option<Vec<ResourceLeak>> {
+    const ORDER: [ResourceKind; 6] = [
+        ResourceKind::RuntimeThread,
+        ResourceKind::Fd,
+        ResourceKind::Handle,
+        ResourceKind::HeapCreate,
+        ResourceKind::NativeThread,
+        ResourceKind::GcObject,
+    ];
+    let mut leaks = Vec::new();
+    for kind in ORDER {
+        let old: HashSet<&str> = before
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.id.as_str())
+            .collect();
+        let new: Vec<&Resource> = after.iter().filter(|r| r.kind == kind).collect();
+        let count = new.len() as i64 - old.len() as i64;
+        if count > 0 {
+            let leaked = new
+                .into_iter()
+                .filter(|r| !old.contains(r.id.as_str()))
+                .cloned()
+                .collect();
+            leaks.push(ResourceLeak {
+                kind,
+                count,
+                calls,
+                leaked,
+            });
+        }
+    }
+    (!leaks.is_empty()).then_some(leaks)
+}
