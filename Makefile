@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help venv develop demo test test-rust test-python lint fmt bench clean
+.PHONY: help venv develop demo test test-rust test-python test-psutil lint fmt bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,11 +49,18 @@ fmt:  ## format Rust and Python
 	cargo fmt --all
 	$(VENV)/bin/ruff format python tests bench examples
 
-BENCH_ARGS ?=
+# psutil 7.2.2's tests/test_memleaks.py as a real client (bench/psutil_client.py): the sdist
+# is downloaded and built at run time into target/psutil-client, never committed.
+test-psutil: develop  ## psutil 7.2.2's test_memleaks.py under our psleak, once; fails on any failure
+	$(PY) bench/psutil_client.py --check
 
-bench: develop  ## benchmarks: probe cost vs psutil; leak matrix vs psleak 0.1.6 (BENCH_ARGS="--repeat 5")
+BENCH_ARGS ?=
+PSUTIL_ROUNDS ?= 10
+
+bench: develop  ## benchmarks: probes vs psutil; leak matrix and psutil's leak tests vs psleak 0.1.6 (BENCH_ARGS="--repeat 5", PSUTIL_ROUNDS=10 by default)
 	$(PY) bench/probes.py
 	$(PY) bench/matrix.py $(BENCH_ARGS)
+	$(PY) bench/psutil_client.py --rounds $(PSUTIL_ROUNDS)
 
 clean:  ## remove build products and .venv
-	rm -rf target $(VENV) .venv-psleak016 tests/ext/*.so
+	rm -rf target $(VENV) .venv-psleak016 .venv-psutil .venv-psutil-psleak016 tests/ext/*.so

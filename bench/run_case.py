@@ -2,9 +2,9 @@
 
 The child process of ``bench/matrix.py``: executed with ``.venv/bin/python`` it runs our
 psleak, with ``.venv-psleak016/bin/python`` it runs psleak 0.1.6 from PyPI. Both are
-driven the same way, with default settings:
-``psleak.MemoryLeakTestCase().execute(case.fun)`` in a TestCase subclass with a runTest
-method, exactly as ``tests/test_matrix.py`` does.
+driven the same way, with default settings (plus the case's own knobs, ``case.knobs``):
+``psleak.MemoryLeakTestCase().execute(case.fun, **case.execute_kwargs(psleak))`` in a
+TestCase subclass with a runTest method, exactly as ``tests/test_matrix.py`` does.
 
     python bench/run_case.py CASE RESULT_JSON    # run one case, write its result
     python bench/run_case.py --list              # print the catalogue as JSON
@@ -49,11 +49,21 @@ def _tool() -> tuple[Any, str]:
 
 
 def list_cases() -> None:
-    """Print the leak matrix as a JSON list (name, kind, expect, heavy, note)."""
+    """Print the leak matrix as a JSON list (name, kind, expect, heavy, note, knobs, site, pending)."""
     import leakmatrix
 
     rows = [
-        {"name": c.name, "kind": c.kind, "expect": c.expect, "heavy": c.heavy, "note": c.note} for c in leakmatrix.CASES
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "expect": c.expect,
+            "heavy": c.heavy,
+            "note": c.note,
+            "knobs": {k: v for k, v in c.knobs},
+            "site": c.site,
+            "pending": c.pending,
+        }
+        for c in leakmatrix.CASES
     ]
     print(json.dumps(rows))
 
@@ -83,7 +93,7 @@ def run(name: str, result_path: str) -> None:
     result: dict[str, Any] = {"tool_version": ver, "pythonmalloc": os.environ.get("PYTHONMALLOC")}
     start = time.perf_counter()
     try:
-        Case().execute(case.fun)
+        Case().execute(case.fun, **case.execute_kwargs(psleak))
         result["outcome"] = "clean"
     except unittest.SkipTest as e:
         result.update(outcome="skipped", message=str(e))

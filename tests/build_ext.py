@@ -8,6 +8,13 @@ writes to a temporary name first and then renames it, so that two
 processes building at the same time never see (or produce) a half-written
 file.
 
+It also builds ``tests/ext/libleakmatrix_dl.so`` from
+``tests/ext/leakmatrix_dl.c``: a small plain-C library (no Python) that
+the extension loads with ``dlopen()`` during a check (the
+``leak_site_dlopen`` case), found next to the extension. Both are built
+with ``-g`` so that a leak report can name the allocating function and
+``file:line``.
+
 Run it directly with ``python tests/build_ext.py [--force]``.
 """
 
@@ -27,6 +34,11 @@ SOURCE = EXT_DIR / "_leakmatrix.c"
 MODULE = "_leakmatrix"
 
 CFLAGS = ["-shared", "-fPIC", "-O1", "-g", "-pthread", "-Wall", "-Werror"]
+# the extension calls dlopen/dladdr: part of libc since glibc 2.34, libdl before
+LDLIBS = ["-ldl"]
+
+DL_SOURCE = EXT_DIR / "leakmatrix_dl.c"
+DL_LIBRARY = "libleakmatrix_dl.so"  # the name _leakmatrix.c dlopens
 
 
 def target_path() -> pathlib.Path:
@@ -35,9 +47,15 @@ def target_path() -> pathlib.Path:
     return EXT_DIR / f"{MODULE}{suffix}"
 
 
-def _up_to_date(target: pathlib.Path) -> bool:
+def dl_library_path() -> pathlib.Path:
+    """Path of the dlopen'ed helper library (next to the extension)."""
+    return EXT_DIR / DL_LIBRARY
+
+
+def _up_to_date(target: pathlib.Path, source: pathlib.Path | None = None) -> bool:
+    source = SOURCE if source is None else source
     try:
-        return target.stat().st_mtime >= SOURCE.stat().st_mtime
+        return target.stat().st_mtime >= source.stat().st_mtime
     except FileNotFoundError:
         return False
 
@@ -50,31 +68,15 @@ def _compiler() -> str:
     return cc
 
 
-def build(force: bool = False) -> pathlib.Path:
-    """Compile the extension if needed and return the path of the .so."""
-    target = target_path()
-    if not force and _up_to_date(target):
-        return target
-    if not SOURCE.is_file():
-        msg = f"extension source not found: {SOURCE}"
+def _compile(source: pathlib.Path, target: pathlib.Path, extra: list[str], libs: list[str]) -> None:
+    """Compile ``source`` into the shared object ``target``, atomically."""
+    if not source.is_file():
+        msg = f"extension source not found: {source}"
         raise RuntimeError(msg)
-
-    include = sysconfig.get_paths()["include"]
-    if not (pathlib.Path(include) / "Python.h").is_file():
-        msg = f"Python.h not found in {include} (Python headers missing?)"
-        raise RuntimeError(msg)
-
     # unique temp name in the same directory: os.replace is then atomic
-    fd, tmp = tempfile.mkstemp(prefix=f".{MODULE}-", suffix=".so.tmp", dir=EXT_DIR)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".so.tmp", dir=target.parent)
     os.close(fd)
-    cmd = [
-        _compiler(),
-        *CFLAGS,
-        f"-I{include}",
-        str(SOURCE),
-        "-o",
-        tmp,
-    ]
+    cmd = [_compiler(), *CFLAGS, *extra, str(source), "-o", tmp, *libs]  # libraries after the source
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -89,6 +91,23 @@ def build(force: bool = False) -> pathlib.Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def build(force: bool = False) -> pathlib.Path:
+    """Compile the extension and its dlopen'ed library if needed; return the extension's path."""
+    target = target_path()
+    if force or not _up_to_date(target):
+        if not SOURCE.is_file():
+            msg = f"extension source not found: {SOURCE}"
+            raise RuntimeError(msg)
+        include = sysconfig.get_paths()["include"]
+        if not (pathlib.Path(include) / "Python.h").is_file():
+            msg = f"Python.h not found in {include} (Python headers missing?)"
+            raise RuntimeError(msg)
+        _compile(SOURCE, target, [f"-I{include}"], LDLIBS)
+    library = dl_library_path()
+    if force or not _up_to_date(library, DL_SOURCE):
+        _compile(DL_SOURCE, library, [], [])
     return target
 
 

@@ -152,6 +152,10 @@ def test_leak_case_runs(case):
     threads = threading.active_count()
     case.fun()
     if case.expect == leakmatrix.FD:
+        for _ in range(100):  # leak_fd_every_50th leaks on one call in 50
+            if num_fds() > fds:
+                break
+            case.fun()
         assert num_fds() > fds
     if case.expect == leakmatrix.PYTHON_THREAD:
         assert threading.active_count() == threads + 1
@@ -326,3 +330,113 @@ def test_buffer_leak_pins_the_exporter():
     ext.leak_buffer(ba)
     with pytest.raises(BufferError):
         ba.extend(b"no")  # a buffer is still exported
+
+
+# --- [matrix] issue 9 / issue 10 cases
+
+
+def test_pending_names_exist():
+    for name in leakmatrix.PENDING:
+        assert leakmatrix.by_name(name).pending == leakmatrix.PENDING[name]
+
+
+def test_sites_are_symbols_of_the_built_objects():
+    """Every recorded site names a function present (with debug info) in the object it names."""
+    import subprocess
+
+    objects = {
+        "_leakmatrix.c": build_ext.target_path(),
+        "leakmatrix_dl.c": build_ext.dl_library_path(),
+    }
+    sited = [c for c in leakmatrix.CASES if c.site is not None]
+    assert {c.name for c in sited} >= {f"leak_site_{s}" for s in ("malloc", "dlopen", "worker", "opendir")}
+    for case in sited:
+        function, source = case.site
+        assert case.kind in ("native_site", "churn"), case.name
+        assert (build_ext.EXT_DIR / source).is_file(), case.name
+        with open(build_ext.EXT_DIR / source) as f:
+            assert f"\n{function}(" in f.read(), f"{case.name}: {function} not defined in {source}"
+        out = subprocess.run(["nm", str(objects[source])], capture_output=True, text=True, check=False).stdout
+        assert f" {function}\n" in out, f"{case.name}: {function} not a symbol of {objects[source].name}"
+
+
+def test_execute_kwargs_build_the_knobs():
+    import psleak
+
+    fds = leakmatrix.by_name("leak_fd_every_50th").execute_kwargs(psleak)
+    assert fds == {"checkers": psleak.Checkers.only("fds")}
+    assert leakmatrix.by_name("leak_py_object_per_call").execute_kwargs(psleak) == {"tolerance": 4096}
+    assert leakmatrix.by_name("leak_site_malloc").execute_kwargs(psleak) == {}
+    with pytest.raises(ValueError, match="checkers"):
+        leakmatrix.Case("x", int, None, "malloc", knobs=(("checkers", "fds"),))
+    with pytest.raises(ValueError, match="site"):
+        leakmatrix.Case("x", int, None, "malloc", site=("f", "f.c"))
+
+
+def test_dl_library_is_loaded_by_the_first_call_and_unloaded_by_cleanup():
+    ext.unload_dl_library()
+    assert not ext.dl_library_loaded()
+    ext.clean_site_dlopen()
+    assert ext.dl_library_loaded()
+    with open("/proc/self/maps") as f:
+        assert build_ext.DL_LIBRARY in f.read()
+    leakmatrix.cleanup()
+    assert not ext.dl_library_loaded()
+    assert ext.unload_dl_library() is False
+
+
+def test_site_worker_is_one_persistent_thread():
+    ext.clean_site_worker()
+    names = task_names()
+    for _ in range(20):
+        ext.leak_site_worker()
+        ext.clean_site_worker()
+    assert task_names() == names
+    assert list(names.values()).count("lm-site-worker") == 1
+
+
+def test_site_opendir_leaks_no_fd():
+    fds = num_fds()
+    for _ in range(10):
+        ext.leak_site_opendir()
+        ext.clean_site_opendir()
+    assert num_fds() == fds
+
+
+def test_fd_every_50th_leaks_one_fd_in_50():
+    fds = num_fds()
+    for _ in range(100):
+        ext.leak_fd_every_50th()
+        ext.clean_fd_every_50th()
+    assert num_fds() - fds == 2
+
+
+def test_private_arena_grows_rss_only():
+    base = rss()
+    for _ in range(64 * 256):  # 1 MiB of 64 B objects: one page per 64 calls
+        ext.leak_private_arena()
+    assert rss() - base >= 768 * 1024
+    base = rss()
+    for _ in range(64 * 256):
+        ext.clean_private_arena()
+    assert rss() - base < 256 * 1024
+
+
+def test_bounded_lookalikes_stop_growing():
+    for _ in range(200):
+        n = ext.lookalike_bounded_cache_large()
+    assert n == 150
+    caps = [ext.lookalike_amortised_buffer() for _ in range(10_000)]
+    assert max(caps) == 4 * MIB
+    assert caps[-1] == 4 * MIB
+
+
+def test_unjoined_python_threads():
+    threads = threading.active_count()
+    leakmatrix.clean_py_thread_unjoined()
+    assert wait_for(lambda: threading.active_count() == threads)
+    leakmatrix.leak_py_thread_unjoined()
+    time.sleep(0.02)
+    assert threading.active_count() == threads + 1
+    leakmatrix.cleanup()
+    assert threading.active_count() == threads

@@ -35,13 +35,21 @@ class Case(psleak.MemoryLeakTestCase):
         pass
 
 
-@pytest.mark.parametrize("case", leakmatrix.CASES, ids=lambda c: c.name)
+def _param(case: leakmatrix.Case) -> object:
+    """The case as a parameter; xfail (not strict) while it waits for engine work (``leakmatrix.PENDING``)."""
+    if case.pending:
+        reason = f"today's engine misjudges it: pending {case.pending} (leakmatrix.PENDING)"
+        return pytest.param(case, marks=pytest.mark.xfail(reason=reason, strict=False))
+    return case
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in leakmatrix.CASES], ids=lambda c: c.name)
 def test_matrix_case(case: leakmatrix.Case) -> None:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # PYTHONMALLOC not set: expected
         try:
-            report = Case().execute(case.fun)
+            report = Case().execute(case.fun, **case.execute_kwargs(psleak))
         except psleak.Error as e:
             got = type(e).__name__
             assert got == case.expect, f"{case.name}: expected {case.expect}, got {got}:\n{e}"
