@@ -338,7 +338,6 @@ def clean_py_no_cycle_del():
 # --- [matrix] issue 9 pure-Python cases
 
 
-
 def _sleep_then_exit() -> None:
     time.sleep(0.0025)  # needs the GIL again to return
 
