@@ -23,10 +23,18 @@ pub(crate) mod linux;
 #[cfg(all(target_os = "linux", not(psleak_unsupported)))]
 pub(crate) use linux as backend;
 
-#[cfg(any(not(target_os = "linux"), psleak_unsupported))]
+// macOS (costs in macos/mod.rs). Its pure decoders (`macos::decode`) are built into the
+// tests on every platform, so that Linux CI checks them.
+#[cfg(any(target_os = "macos", test))]
+#[cfg_attr(any(not(target_os = "macos"), psleak_unsupported), allow(dead_code))]
+pub(crate) mod macos;
+#[cfg(all(target_os = "macos", not(psleak_unsupported)))]
+pub(crate) use macos as backend;
+
+#[cfg(any(not(any(target_os = "linux", target_os = "macos")), psleak_unsupported))]
 pub(crate) mod unsupported;
-#[cfg(any(not(target_os = "linux"), psleak_unsupported))]
+#[cfg(any(not(any(target_os = "linux", target_os = "macos")), psleak_unsupported))]
 pub(crate) use unsupported as backend;
 
-/// The name of the backend compiled in (`"linux"`, `"unsupported"`).
+/// The name of the backend compiled in (`"linux"`, `"macos"`, `"unsupported"`).
 pub const BACKEND: &str = backend::NAME;
