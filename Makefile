@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help venv develop demo test test-rust test-python test-psutil lint fmt bench clean
+.PHONY: help venv develop demo test test-rust test-python test-psutil lint fmt bench clean check-macos
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test-python: develop  ## pytest, serially (leak tests measure the whole process)
 	$(PY) -m pytest -q -p no:xdist tests
 
 test: lint test-rust test-python  ## everything CI runs
+
+check-macos:  ## type-check + clippy the core for x86_64/aarch64-apple-darwin (Debian rustc-web, -Zbuild-std; not run)
+	bash scripts/check-macos.sh
 
 fmt:  ## format Rust and Python
 	cargo fmt --all
