@@ -9,7 +9,8 @@ use mach2::message::mach_msg_type_number_t;
 use mach2::port::{mach_port_t, MACH_PORT_NULL};
 use mach2::task::task_info;
 use mach2::task_info::{
-    mach_task_basic_info, task_vm_info, MACH_TASK_BASIC_INFO, MACH_TASK_BASIC_INFO_COUNT, TASK_VM_INFO,
+    mach_task_basic_info, task_flavor_t, task_vm_info, MACH_TASK_BASIC_INFO, MACH_TASK_BASIC_INFO_COUNT,
+    TASK_VM_INFO,
 };
 use mach2::traps::mach_task_self;
 use mach2::vm::mach_vm_region;
@@ -34,23 +35,56 @@ const _: () = assert!(
         == decode::TASK_VM_INFO_REV1_COUNT as usize
 );
 
-/// `task_info(TASK_VM_INFO)` of this task.
-fn vm_info() -> Result<VmInfo> {
-    let mut info = task_vm_info::default();
-    let mut count = TASK_VM_INFO_COUNT;
-    // SAFETY: `info` is writable for `count` natural_t, the size told to the kernel; the
-    // task port of this task needs no deallocation.
+/// Mach's task info structs that [`task_info_of`] may fill.
+///
+/// # Safety
+///
+/// `COUNT` must be the struct's size in `natural_t` (its `*_COUNT` in mach/task_info.h) and
+/// `FLAVOR` the flavor whose answer has that struct's layout; all-zero must be a valid value.
+unsafe trait TaskInfo: Default {
+    const FLAVOR: task_flavor_t;
+    const COUNT: mach_msg_type_number_t;
+    const CALL: &'static str;
+}
+
+// SAFETY: TASK_VM_INFO fills task_vm_info_data_t; the count is the struct's size.
+unsafe impl TaskInfo for task_vm_info {
+    const FLAVOR: task_flavor_t = TASK_VM_INFO;
+    const COUNT: mach_msg_type_number_t = TASK_VM_INFO_COUNT;
+    const CALL: &'static str = "task_info(TASK_VM_INFO)";
+}
+
+// SAFETY: MACH_TASK_BASIC_INFO fills mach_task_basic_info_data_t, of that count.
+unsafe impl TaskInfo for mach_task_basic_info {
+    const FLAVOR: task_flavor_t = MACH_TASK_BASIC_INFO;
+    const COUNT: mach_msg_type_number_t = MACH_TASK_BASIC_INFO_COUNT;
+    const CALL: &'static str = "task_info(MACH_TASK_BASIC_INFO)";
+}
+
+/// `task_info` of this task into a `T` on the stack, and the count the kernel answered with
+/// (smaller than `T::COUNT` when it knows an older revision of the struct).
+fn task_info_of<T: TaskInfo>() -> Result<(T, mach_msg_type_number_t)> {
+    let mut info = T::default();
+    let mut count = T::COUNT;
+    // SAFETY: `info` is writable for `count` natural_t, the size told to the kernel (the
+    // TaskInfo contract); the task's own port needs no deallocation.
     let kr = unsafe {
         task_info(
             mach_task_self(),
-            TASK_VM_INFO,
-            (&mut info as *mut task_vm_info).cast(),
+            T::FLAVOR,
+            (&mut info as *mut T).cast(),
             &mut count,
         )
     };
     if kr != KERN_SUCCESS {
-        return Err(mach_error("task_info(TASK_VM_INFO)", kr));
+        return Err(mach_error(T::CALL, kr));
     }
+    Ok((info, count))
+}
+
+/// `task_info(TASK_VM_INFO)` of this task.
+fn vm_info() -> Result<VmInfo> {
+    let (info, count) = task_info_of::<task_vm_info>()?;
     Ok(VmInfo {
         virtual_size: info.virtual_size,
         resident_size: info.resident_size,
@@ -65,20 +99,7 @@ fn vm_info() -> Result<VmInfo> {
 /// allocation. The virtual size includes the shared cache mapped into every process
 /// (several GiB): its growth, not its level, is what a check looks at.
 pub(crate) fn memory_quick() -> Result<(u64, u64)> {
-    let mut info = mach_task_basic_info::default();
-    let mut count = MACH_TASK_BASIC_INFO_COUNT;
-    // SAFETY: as in `vm_info`, for mach_task_basic_info.
-    let kr = unsafe {
-        task_info(
-            mach_task_self(),
-            MACH_TASK_BASIC_INFO,
-            (&mut info as *mut mach_task_basic_info).cast(),
-            &mut count,
-        )
-    };
-    if kr != KERN_SUCCESS {
-        return Err(mach_error("task_info(MACH_TASK_BASIC_INFO)", kr));
-    }
+    let (info, _) = task_info_of::<mach_task_basic_info>()?;
     Ok((info.resident_size, info.virtual_size))
 }
 
