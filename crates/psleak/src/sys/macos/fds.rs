@@ -112,3 +112,87 @@ fn describe(fd: i32, fdtype: u32, buf: &mut [u8; flavor::MAX_SIZE]) -> Option<Fd
 
 // libc's proc_fdinfo is the record the decoder reads by offset.
 const _: () = assert!(std::mem::size_of::<libc::proc_fdinfo>() == PROC_FDINFO_SIZE);
+
+/// Run on macOS only (`cargo test` there); here they are type-checked and linted.
+#[cfg(test)]
+mod tests {
+    // Tests may panic on unexpected values: that is how they fail.
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::probes::FdKind;
+
+    fn find(fd: i32) -> FdInfo {
+        let list = fd_list().unwrap();
+        list.into_iter().find(|i| i.fd == fd).unwrap()
+    }
+
+    #[test]
+    fn count_matches_list() {
+        // Other tests open descriptors concurrently: compare a few times, expect one match.
+        assert!((0..20).any(|_| fd_count().unwrap() == fd_list().unwrap().len()));
+        let list = fd_list().unwrap();
+        assert!(list.windows(2).all(|w| w[0].fd < w[1].fd));
+    }
+
+    #[test]
+    fn files_sockets_pipes_and_kqueues_are_described() {
+        let exe = std::env::current_exe().unwrap().canonicalize().unwrap();
+        let file = std::fs::File::open(&exe).unwrap();
+        let info = find(file.as_raw_fd());
+        assert_eq!(info.kind, FdKind::File);
+        // The kernel gives the resolved path (/private/var/..., not /var/...).
+        assert_eq!(info.path.as_deref(), exe.to_str());
+
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = tcp.local_addr().unwrap().to_string();
+        match find(tcp.as_raw_fd()).kind {
+            FdKind::Socket {
+                family,
+                socktype,
+                local: l,
+                remote,
+            } => {
+                assert_eq!((family.as_str(), socktype.as_str()), ("AF_INET", "SOCK_STREAM"));
+                assert_eq!((l, remote), (Some(local), None));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let dir = std::env::temp_dir().join(format!("psleak-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let _ = std::fs::remove_file(&path);
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        match find(unix.as_raw_fd()).kind {
+            FdKind::Socket { family, local, .. } => {
+                assert_eq!(family, "AF_UNIX");
+                assert_eq!(local.as_deref(), path.to_str());
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(unix);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let mut ends = [0; 2];
+        // SAFETY: `ends` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
+        // SAFETY: kqueue(2) has no preconditions.
+        let kq = unsafe { libc::kqueue() };
+        assert!(kq >= 0);
+        let (read_end, queue) = (find(ends[0]), find(kq));
+        assert_eq!(read_end.kind, FdKind::Pipe);
+        assert!(read_end.target.starts_with("pipe:[0x"), "{read_end:?}");
+        assert_eq!((queue.kind, queue.target.as_str()), (FdKind::Other, "kqueue"));
+        for fd in [ends[0], ends[1], kq] {
+            // SAFETY: descriptors this test opened, closed once.
+            unsafe { libc::close(fd) };
+        }
+        // Unless another test reopened the number meanwhile, it is gone.
+        if let Some(info) = fd_list().unwrap().into_iter().find(|i| i.fd == kq) {
+            assert_ne!(info.target, "kqueue");
+        }
+    }
+}

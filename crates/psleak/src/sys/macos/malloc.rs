@@ -37,3 +37,29 @@ pub(crate) fn malloc_trim() -> Result<bool> {
     // thread-safe (each zone locks itself).
     Ok(unsafe { malloc_zone_pressure_relief(std::ptr::null_mut(), 0) } > 0)
 }
+
+/// Run on macOS only (`cargo test` there); here they are type-checked and linted.
+#[cfg(test)]
+mod tests {
+    // Tests may panic on unexpected values: that is how they fail.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn held_block_is_counted_in_heap_used() {
+        // Other tests allocate on other threads: compare with a margin, not exactly.
+        let before = malloc_stats().unwrap();
+        let big: Vec<u8> = vec![1; 4 << 20];
+        let during = malloc_stats().unwrap();
+        // A large block comes from the zone's vm_allocate'd region and counts as in use.
+        assert!(
+            during.heap_used >= before.heap_used + (4 << 20),
+            "{before:?} {during:?}"
+        );
+        assert!(during.heap_total >= during.heap_used, "{during:?}");
+        assert_eq!(during.mmap_used, 0);
+        drop(std::hint::black_box(big));
+        let _ = malloc_trim().unwrap();
+    }
+}

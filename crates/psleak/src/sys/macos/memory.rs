@@ -183,3 +183,50 @@ pub(crate) fn process_memory() -> Result<ProcessMemory> {
         swap: vm.compressed,
     })
 }
+
+/// Run on macOS only (`cargo test` there); here they are type-checked and linted.
+#[cfg(test)]
+mod tests {
+    // Tests may panic on unexpected values: that is how they fail.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn live_values_are_consistent() {
+        let (rss, vms) = memory_quick().unwrap();
+        assert!(rss > 0 && vms >= rss, "{rss} {vms}");
+        let c = memory_counters().unwrap();
+        assert!(c.rss > 0 && c.vms >= c.rss && c.anon > 0, "{c:?}");
+        let m = process_memory().unwrap();
+        assert!(m.uss > 0 && m.pss >= m.uss / 2 && m.rss > 0, "{m:?}");
+    }
+
+    #[test]
+    fn touched_mapping_grows_footprint_and_uss() {
+        let len = 32 << 20;
+        let before = memory_counters().unwrap();
+        // SAFETY: a fresh anonymous private mapping, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_ANON | libc::MAP_PRIVATE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: the mapping is `len` writable bytes.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), 1, len) };
+        let during = memory_counters().unwrap();
+        // SAFETY: unmapping the mapping made above, once.
+        unsafe { libc::munmap(p, len) };
+        assert!(
+            during.anon >= before.anon + (len as u64) / 2,
+            "{before:?} {during:?}"
+        );
+        assert!(during.vms >= before.vms + len as u64, "{before:?} {during:?}");
+    }
+}

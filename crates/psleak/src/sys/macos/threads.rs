@@ -156,3 +156,47 @@ pub(crate) fn thread_list() -> Result<Vec<ThreadInfo>> {
     threads.sort_unstable_by_key(|t| t.id);
     Ok(threads)
 }
+
+/// Run on macOS only (`cargo test` there); here they are type-checked and linted.
+#[cfg(test)]
+mod tests {
+    // Tests may panic on unexpected values: that is how they fail.
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// This thread's system-wide id (`pthread_threadid_np`).
+    fn current_id() -> i64 {
+        let mut id = 0u64;
+        // SAFETY: `id` is writable; pthread_self() is a live thread.
+        assert_eq!(
+            unsafe { libc::pthread_threadid_np(libc::pthread_self(), &mut id) },
+            0
+        );
+        id as i64
+    }
+
+    #[test]
+    fn named_thread_is_listed_and_counted() {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("psleak-probe".into())
+            .spawn(move || {
+                ready_tx.send(current_id()).unwrap();
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let worker_id = ready_rx.recv().unwrap();
+        let list = thread_list().unwrap();
+        assert!(list.iter().any(|t| t.id == current_id()), "{list:?}");
+        let listed = list.iter().find(|t| t.id == worker_id).unwrap();
+        assert_eq!(listed.name, "psleak-probe");
+        assert!(list.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(thread_count().unwrap() >= 2);
+        drop(done_tx);
+        worker.join().unwrap();
+    }
+}
