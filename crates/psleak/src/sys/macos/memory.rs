@@ -109,8 +109,9 @@ pub(crate) fn memory_counters() -> Result<MemoryCounters> {
     Ok(decode::memory_counters(&vm_info()?))
 }
 
-/// The page size the region walk counts in (16 KiB on Apple silicon, 4 KiB on Intel).
-fn page_size() -> u64 {
+/// The page size: the unit of the region walk's counts and of the verdict's page-granular
+/// floors (16 KiB on Apple silicon, 4 KiB on Intel). One `sysconf` call, no allocation.
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)

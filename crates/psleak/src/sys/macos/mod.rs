@@ -14,6 +14,7 @@
 //! | `fd_list`         | the listing + one `proc_pidfdinfo` per descriptor     | yes       |
 //! | `thread_count`    | `proc_pidinfo(PROC_PIDTASKINFO).pti_threadnum`        | no        |
 //! | `thread_list`     | `task_threads` + `thread_info` + `PROC_PIDTHREADINFO` | yes       |
+//! | `page_size`       | `sysconf(_SC_PAGESIZE)`                               | no        |
 //!
 //! The decoding is in [`decode`], pure and compiled on every platform so that the tests
 //! check it on Linux too. This backend is type-checked and linted for `x86_64-apple-darwin`
@@ -38,7 +39,7 @@ pub(crate) use fds::{fd_count, fd_list};
 #[cfg(target_os = "macos")]
 pub(crate) use malloc::{malloc_stats, malloc_trim};
 #[cfg(target_os = "macos")]
-pub(crate) use memory::{memory_counters, memory_quick, process_memory};
+pub(crate) use memory::{memory_counters, memory_quick, page_size, process_memory};
 #[cfg(target_os = "macos")]
 pub(crate) use threads::{thread_count, thread_list};
 
