@@ -54,11 +54,22 @@ fn list_all() -> Result<Vec<u8>> {
     }
 }
 
-/// Number of open descriptors. No allocation below 512 descriptors (a 4 KiB stack buffer);
-/// above, the listing is read into the heap.
+/// Number of open descriptors. No allocation while the descriptor table has fewer than 492
+/// slots (a 4 KiB stack buffer); above, the listing is read into the heap. Two calls: the
+/// kernel's size bound, then the listing.
 pub(crate) fn fd_count() -> Result<usize> {
     let mut buf = [0u8; STACK_RECORDS * PROC_FDINFO_SIZE];
-    let n = list_into(&mut buf)?;
+    // The size query answers (table slots + 20) records. Current XNU lists the first open
+    // descriptors that fit the buffer (proc_fdlist_internal, fdt_foreach); older releases
+    // walked only as many table *slots* as the buffer holds records, so a buffer smaller than
+    // the table could miss descriptors without filling up. A buffer above the bound holds
+    // every descriptor on both; a full answer means the table grew meanwhile.
+    let bound = list_into(&mut [])?;
+    let n = if bound <= buf.len() {
+        list_into(&mut buf)?
+    } else {
+        buf.len()
+    };
     let bytes = if n < buf.len() { n } else { list_all()?.len() };
     Ok(bytes / PROC_FDINFO_SIZE)
 }

@@ -10,7 +10,7 @@
 //! | `memory_quick`    | `task_info(MACH_TASK_BASIC_INFO)` (rss, vms)          | no        |
 //! | `memory_counters` | `task_info(TASK_VM_INFO)` (rss, vms, footprint, compressed) | no  |
 //! | `process_memory`  | `TASK_VM_INFO` + `mach_vm_region(VM_REGION_TOP_INFO)` per region | no |
-//! | `fd_count`        | `proc_pidinfo(PROC_PIDLISTFDS)` into a stack buffer   | no (< 512 fds) |
+//! | `fd_count`        | `proc_pidinfo(PROC_PIDLISTFDS)`: size, then a stack buffer | no (table < 492 slots) |
 //! | `fd_list`         | the listing + one `proc_pidfdinfo` per descriptor     | yes       |
 //! | `thread_count`    | `proc_pidinfo(PROC_PIDTASKINFO).pti_threadnum`        | no        |
 //! | `thread_list`     | `task_threads` + `thread_info` + `PROC_PIDTHREADINFO` | yes       |
