@@ -4,16 +4,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help venv develop demo test test-rust test-python test-psutil lint fmt bench clean check-macos
+.PHONY: help venv develop demo test test-rust test-python test-psutil test-upstream lint fmt bench clean check-macos
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# jsonschema: tests validate reports against the shipped schema; setuptools and psutil:
+# psleak 0.1.6's test extension is built by its own setup script, which imports both.
 $(VENV)/.installed: pyproject.toml scripts/install-test-deps.sh
 	bash scripts/install-test-deps.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.7,<2" "pytest>=7" "ruff>=0.5" "mypy>=1.10" "pytest-xdist>=3" psutil
+	$(PY) -m pip install -q "maturin>=1.7,<2" "pytest>=7" "ruff>=0.5" "mypy>=1.10" "pytest-xdist>=3" psutil \
+		"jsonschema>=4" setuptools
 	touch $@
 
 venv: $(VENV)/.installed  ## create .venv with the build and test tools
@@ -29,8 +32,8 @@ lint: develop  ## rustfmt, clippy and rustdoc (warnings denied), ruff, mypy, stu
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	@if cargo tree -p psleak -e normal,build | grep -q pyo3; then echo "core crate depends on pyo3"; exit 1; fi
 	cargo build -p psleak -q
-	$(VENV)/bin/ruff check python tests bench examples
-	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/ruff check python tests bench examples scripts
+	$(VENV)/bin/ruff format --check python tests bench examples scripts
 	RUSTDOCFLAGS="-D warnings" cargo doc -p psleak --no-deps -q
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest psleak._psleak
@@ -43,7 +46,10 @@ test-rust:  ## cargo tests, one test thread (probes measure the whole process); 
 test-python: develop  ## pytest, serially (leak tests measure the whole process)
 	$(PY) -m pytest -q -p no:xdist tests
 
-test: lint test-rust test-python  ## everything CI runs
+test-upstream: develop  ## psleak 0.1.6's own test suite (sdist fetched from PyPI) against this psleak
+	scripts/upstream016/run.sh $(PY)
+
+test: lint test-rust test-python test-upstream  ## everything CI runs
 
 check-macos:  ## type-check + clippy the core for x86_64/aarch64-apple-darwin (Debian rustc-web, -Zbuild-std; not run)
 	bash scripts/check-macos.sh

@@ -131,15 +131,16 @@ def test_checkers_only_and_exclude() -> None:
         ({"warmup_times": 1.5}, TypeError, "'warmup_times' must be instance of int (got 1.5)"),
         ({"retries": None, "times": True}, TypeError, "'times' must be instance of int (got True)"),
         ({"tolerance": "x"}, TypeError, "'tolerance' must be instance of int or dict"),
-        ({"times": 0}, ValueError, "'times' must be >= 1 (got 0)"),
-        ({"retries": 0}, ValueError, "'retries' must be >= 1"),
-        ({"warmup_times": -1}, ValueError, "'warmup_times' must be >= 0"),
-        ({"tolerance": -1}, ValueError, "'tolerance' must be >= 0"),
+        ({"times": 0}, ValueError, "times must be >= 2 (got 0)"),
+        ({"retries": 0}, ValueError, "retries must be >= 1"),
+        ({"warmup_times": -1}, ValueError, "warmup_times must be >= 0"),
+        ({"tolerance": -1}, ValueError, "tolerance must be >= 0"),
         ({"tolerance": {"x": 1}}, ValueError, "invalid tolerance key 'x'"),
-        ({"tolerance": {"heap": -5}}, ValueError, "tolerance['heap']"),
+        ({"tolerance": {"heap": -5}}, ValueError, "'heap' tolerance must be >= 0 (got -5)"),
+        ({"times": 1}, ValueError, "times must be >= 2 (got 1)"),
         ({"trim_callback": 3}, TypeError, "'trim_callback' must be callable"),
         ({"checkers": "fds"}, TypeError, "'checkers' must be instance of Checkers"),
-        ({"memory_budget": 10}, ValueError, "'memory_budget' must be >= 1048576"),
+        ({"memory_budget": 10}, ValueError, "memory_budget must be >= 1048576"),
     ],
 )
 def test_bad_knobs_are_named(case: Case, kwargs: dict, exc: type, message: str) -> None:
@@ -157,6 +158,26 @@ def test_fun_must_be_callable(case: Case) -> None:
 
 def test_tolerance_dict_keys_of_the_reference_are_accepted(case: Case) -> None:
     case.execute(c_clean, tolerance={"heap": 0, "mmap": 0, "uss": 0, "rss": 0, "vms": 0})
+
+
+def test_byte_tolerance_applies_to_blocks_as_bytes() -> None:
+    from psleak._core import tolerance_per_metric
+
+    per_metric = tolerance_per_metric(4096)
+    assert per_metric["heap"] == 4096
+    assert per_metric["blocks"] == 8  # 4096 B of pymalloc blocks of at most 512 B
+    assert tolerance_per_metric({"heap": 100})["blocks"] == 0  # the others are 0
+    assert tolerance_per_metric({"heap": 0, "blocks": 3})["blocks"] == 3
+
+
+def test_byte_tolerance_still_catches_one_object_per_call(case: Case) -> None:
+    hoard = []
+
+    def grow() -> None:
+        hoard.append(object())  # 16 bytes: invisible to every byte metric under pymalloc
+
+    with pytest.raises(psleak.MemoryLeakError):
+        case.execute(grow, tolerance=4096)
 
 
 # --- verdicts
@@ -366,7 +387,42 @@ def test_gc_debugger_context_manager() -> None:
         dbg.check(cycle)
 
 
+def test_gc_debugger_is_transient() -> None:
+    dbg = psleak.GCDebugger()
+    main = threading.main_thread()
+    for obj in (1, 2.0, True, "s", b"b", None, main, ValueError("x"), [1, (2, [main]), {"k": main}]):
+        assert dbg.is_transient(obj), obj
+
+    class Node:
+        pass
+
+    assert not dbg.is_transient(Node())
+    assert not dbg.is_transient([1, Node()])
+
+
 # --- auto_generate
+
+
+def test_auto_generate_passes_one_callable_to_execute() -> None:
+    # As in psleak 0.1.6: a subclass may override execute(self, fun, **kwargs).
+    seen: list[tuple[object, dict]] = []
+    called: list[tuple[int, int]] = []
+
+    def f(a: int, b: int) -> None:
+        called.append((a, b))
+
+    class Overridden(MemoryLeakTestCase):
+        @classmethod
+        def auto_generate(cls):  # type: ignore[no-untyped-def]
+            return {"f": LeakTest(f, 1, 2, times=7)}
+
+        def execute(self, fun, **kwargs):  # type: ignore[no-untyped-def, override]
+            fun()
+            seen.append((fun, kwargs))
+
+    Overridden("test_leak_f").test_leak_f()
+    assert called == [(1, 2)]
+    assert seen[0][1] == {"times": 7}
 
 
 def test_auto_generate_makes_test_methods() -> None:

@@ -117,7 +117,7 @@ def test_fixture_raises_the_exceptions_of_execute(inner: pytest.Pytester) -> Non
             assert info.value.count == 2 and "pipe" in str(info.value)
 
         def test_bad_knob(leakcheck):
-            with pytest.raises(ValueError, match="'times' must be >= 1"):
+            with pytest.raises(ValueError, match="times must be >= 2"):
                 leakcheck(c_clean, times=0)
             with pytest.raises(TypeError, match="unexpected keyword argument"):
                 leakcheck(c_clean, bogus=1)
@@ -247,7 +247,7 @@ def test_bad_marker_is_an_error_naming_it(inner: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines_random(
         [
             "E   TypeError: @pytest.mark.leakcheck got unexpected keyword argument(s): bogus (valid: warmup_times, *)",
-            "E   ValueError: @pytest.mark.leakcheck: 'times' must be >= 1 (got 0)",
+            "E   ValueError: @pytest.mark.leakcheck: times must be >= 2 (got 0)",
             "E   TypeError: @pytest.mark.leakcheck takes keyword arguments only (got (50,))",
             "E   TypeError: @pytest.mark.leakcheck without the leakcheck fixture works on pytest test functions *",
         ]
@@ -329,11 +329,11 @@ def test_checkers_option(inner: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "ini", "message"),
     [
-        (["--leakcheck-times=0"], "", "*--leakcheck-times: 'times' must be >= 1 (got 0)*"),
+        (["--leakcheck-times=0"], "", "*--leakcheck-times: times must be >= 2 (got 0)*"),
         (["--leakcheck-warmup-times=many"], "", "*--leakcheck-warmup-times: expected an integer (got 'many')*"),
         (["--leakcheck-tolerance=heap=1,bogus=2"], "", "*--leakcheck-tolerance: invalid tolerance key 'bogus'*"),
         (["--leakcheck-checkers=memory,nope"], "", "*--leakcheck-checkers: invalid checker names: 'nope'*"),
-        (["--leakcheck-memory-budget=10"], "", "*--leakcheck-memory-budget: 'memory_budget' must be >= 1048576*"),
+        (["--leakcheck-memory-budget=10"], "", "*--leakcheck-memory-budget: memory_budget must be >= 1048576*"),
         ([], "leakcheck_retries = x", "*ini option leakcheck_retries: expected an integer (got 'x')*"),
         (["--leakcheck-retries=2"], "leakcheck_retries = x", None),  # the command line wins
     ],

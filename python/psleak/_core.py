@@ -45,10 +45,15 @@ DEFAULTS: dict[str, Any] = {
     "memory_budget": _psleak.DEFAULT_MEMORY_BUDGET,
 }
 KNOBS = tuple(DEFAULTS)
+#: The metrics a check measures, in report order.
+METRICS: tuple[str, ...] = tuple(_psleak.METRICS)
+#: The metrics in bytes (all but ``blocks``, a count).
+BYTE_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "blocks")
+#: Older names of metrics, accepted in ``tolerance`` dicts: psleak 0.1.6 calls the
+#: private anonymous memory ``uss``.
+METRIC_ALIASES: dict[str, str] = {"uss": "anon"} if "anon" in METRICS else {}
 #: Keys accepted in a ``tolerance`` dict.
-TOLERANCE_KEYS: tuple[str, ...] = tuple(_psleak.METRICS)
-#: The metrics measured in bytes, to which a whole-number ``tolerance`` applies.
-BYTE_METRICS: tuple[str, ...] = tuple(k for k in TOLERANCE_KEYS if k != "blocks")
+TOLERANCE_KEYS: tuple[str, ...] = METRICS + tuple(METRIC_ALIASES)
 
 _EXCEPTIONS: dict[str, type[UnclosedResourceError]] = {
     "fd": UnclosedFdError,
@@ -81,8 +86,9 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _check_min(name: str, value: int, minimum: int) -> None:
+    # psleak 0.1.6's wording ("times must be >= 2"): code written for it matches on it.
     if value < minimum:
-        raise ValueError(f"{name!r} must be >= {minimum} (got {value!r})")
+        raise ValueError(f"{name} must be >= {minimum} (got {value!r})")
 
 
 def resolve_knobs(source: Any = None, **overrides: Any) -> dict[str, Any]:
@@ -112,7 +118,9 @@ def validate_knobs(
     memory_budget: Any,
 ) -> None:
     """Raises TypeError or ValueError naming the first bad knob."""
-    for name, value, minimum in (("warmup_times", warmup_times, 0), ("times", times, 1), ("retries", retries, 1)):
+    # times >= 2 as in psleak 0.1.6: a first run of one call measures nothing but noise,
+    # and code written for 0.1.6 expects times=1 to be refused.
+    for name, value, minimum in (("warmup_times", warmup_times, 0), ("times", times, 2), ("retries", retries, 1)):
         _check_type(name, value, int)
         _check_min(name, value, minimum)
     _check_type("memory_budget", memory_budget, int)
@@ -124,13 +132,43 @@ def validate_knobs(
         for key, value in tolerance.items():
             if key not in TOLERANCE_KEYS:
                 raise ValueError(f"invalid tolerance key {key!r} (valid: {', '.join(TOLERANCE_KEYS)})")
+            if key in METRIC_ALIASES and METRIC_ALIASES[key] in tolerance:
+                raise ValueError(f"tolerance names {key!r} and {METRIC_ALIASES[key]!r}, the same metric: give one")
             _check_type(f"tolerance[{key!r}]", value, int)
-            _check_min(f"tolerance[{key!r}]", value, 0)
+            _check_min(f"{key!r} tolerance", value, 0)
     else:
         _check_min("tolerance", tolerance, 0)
     if trim_callback is not None and not callable(trim_callback):
         raise TypeError(f"'trim_callback' must be callable or None (got {trim_callback!r})")
     _check_type("checkers", checkers, Checkers)
+
+
+#: pymalloc's largest block, bytes (CPython's Objects/obmalloc.c, SMALL_REQUEST_THRESHOLD):
+#: larger objects are malloc'd and show in the heap metric themselves.
+_LARGEST_PYMALLOC_BLOCK = 512
+
+
+def tolerance_per_metric(tolerance: int | dict[str, int]) -> dict[str, int]:
+    """The tolerance of each metric for the core, from the user's ``tolerance``.
+
+    Tolerances are bytes, as in psleak 0.1.6; ``blocks`` is a count of objects. A byte
+    tolerance ``T`` tolerates ``T // 512`` blocks: a small object takes a pymalloc block of
+    at most 512 bytes, so the blocks let through stand for at most ``T`` bytes (larger objects
+    are malloc'd and judged in the heap metric). Applying ``T`` to the count itself would let
+    ``T`` objects a run through: ``tolerance=4096`` would miss a leak of one object per call.
+    A dict names the metrics it tolerates (``uss`` is accepted for ``anon``, as psleak 0.1.6
+    names it); those it omits get 0, and ``blocks``, unless named, the least of its byte
+    tolerances over 512.
+    """
+    if isinstance(tolerance, int):
+        per_metric = dict.fromkeys(BYTE_METRICS, tolerance)
+    else:
+        per_metric = dict.fromkeys(BYTE_METRICS, 0)
+        per_metric.update({METRIC_ALIASES.get(k, k): v for k, v in tolerance.items() if k != "blocks"})
+    blocks = tolerance.get("blocks") if isinstance(tolerance, dict) else None
+    if blocks is None:
+        blocks = min(per_metric.values()) // _LARGEST_PYMALLOC_BLOCK
+    return {**per_metric, "blocks": blocks}
 
 
 class LeakedResource:
@@ -191,7 +229,7 @@ class Report:
     def runs(self) -> list[dict[str, Any]]:
         """Each run: ``calls``, ``growth`` per metric, ``budget_stop``."""
         return [
-            {"calls": r["calls"], "growth": dict(zip(TOLERANCE_KEYS, r["growth"])), "budget_stop": r["budget_stop"]}
+            {"calls": r["calls"], "growth": dict(zip(METRICS, r["growth"])), "budget_stop": r["budget_stop"]}
             for r in self.data["runs"]
         ]
 
@@ -341,11 +379,7 @@ def check(
     checkers: Checkers = k["checkers"]
     if checkers.memory:
         _warn_pythonmalloc()
-    tolerance = k["tolerance"]
-    if isinstance(tolerance, int):
-        # A number is bytes, as in psleak 0.1.6: it says nothing of how many objects may
-        # leak, so counts (blocks) keep no tolerance.
-        tolerance = dict.fromkeys(BYTE_METRICS, tolerance)
+    tolerance = tolerance_per_metric(k["tolerance"])
     hooks = _PythonHooks(checkers, k["trim_callback"])
     try:
         hooks.open()

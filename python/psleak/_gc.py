@@ -65,10 +65,17 @@ class GCDebugger:
         finally:
             gc.set_debug(self._debug)
 
+    @staticmethod
+    def is_transient(obj: Any) -> bool:
+        """Whether ``obj`` is something that ends up in garbage as a matter of course and
+        is not a leak: a scalar (numbers, strings, bytes, None), a frame, a traceback, an
+        exception, a thread object, or a list, tuple, set or dict holding only such."""
+        return _only_transient(obj, set())
+
     def leaked_objects(self) -> list[Any]:
-        """Objects collected during the block that are not transient (frames, tracebacks,
-        exceptions, threads) nor plain containers of such."""
-        leaked = [o for o in self.after if not _only_transient(o, set())]
+        """Objects collected during the block that are not transient (see
+        :meth:`is_transient`)."""
+        leaked = [o for o in self.after if not self.is_transient(o)]
         # An instance's __dict__ is part of the instance: report the instance only.
         owned = {id(d) for o in leaked if isinstance(d := getattr(o, "__dict__", None), dict)}
         return [o for o in leaked if id(o) not in owned]

@@ -153,7 +153,10 @@ class MemoryLeakTestCase(unittest.TestCase):
 
 def _generated_test(test_name: str, entry: LeakTest) -> Callable[[MemoryLeakTestCase], None]:
     def test(self: MemoryLeakTestCase) -> None:
-        self.execute(entry.fun, *entry.args, **entry.execute_kwargs)
+        # One callable, as psleak 0.1.6 passes it: a subclass may override
+        # execute(self, fun, **kwargs) without positional arguments.
+        fun = functools.partial(entry.fun, *entry.args) if entry.args else entry.fun
+        self.execute(fun, **entry.execute_kwargs)
 
     test.__name__ = test.__qualname__ = test_name
     test.__doc__ = f"Leak test of {_core.qualname(entry.fun)} (generated)."
