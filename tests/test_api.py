@@ -94,7 +94,7 @@ def test_exception_hierarchy() -> None:
 def test_unclosed_resource_error_can_be_built_like_the_reference() -> None:
     e = psleak.UnclosedFdError(2, "fun", extras=["a", "b"])
     assert (e.count, e.fun_name) == (2, "fun")
-    assert str(e).startswith("detected 2 unclosed file descriptors after calling 'fun' 1 time:")
+    assert str(e).startswith("detected 2 unclosed file descriptors after calling 'fun' 1 time\n* 'a'")
 
 
 def test_class_defaults() -> None:
@@ -269,9 +269,17 @@ def test_python_object_leak_is_caught_and_located(case: Case) -> None:
     text = str(info.value)
     assert "allocated (tracemalloc" in text
     assert "hoard.append(bytes(100))  # the leaking line" in text
-    (site,) = info.value.report.data["where"][:1]
+    report = info.value.report
+    (site,) = report.data["where"][:1]
     assert 100 <= site["bytes_per_call"] <= 200
-    assert site["traceback"][-1][0] == __file__
+    assert site["frames"][-1]["file"] == __file__
+    # No harness frames (pytest, pluggy, unittest, psleak): the test's own lines only.
+    assert {f["file"] for f in site["frames"]} == {__file__}, site["frames"]
+    # The verdict leads with the objects' size, not the heap's arena-sized growth.
+    assert report.findings[0].metric == "blocks"
+    assert 100 <= report.bytes_per_call <= 200
+    first = text.splitlines()[0]
+    assert f"leaks ~{psleak._psleak.format_bytes(report.bytes_per_call)}/call" in first, first
 
 
 def test_large_leak_stops_at_the_budget(case: Case) -> None:
@@ -305,7 +313,10 @@ def test_pipe_leak_is_described(case: Case) -> None:
         e = info.value
         assert e.count == 2
         assert e.fun_name == "test_pipe_leak_is_described.<locals>.<lambda>"
-        assert str(e).startswith(f"detected 2 unclosed file descriptors after calling {e.fun_name!r} 1 time:")
+        first, *rest = str(e).splitlines()
+        assert first == f"detected 2 unclosed file descriptors after calling {e.fun_name!r} 1 time"
+        assert rest[0].startswith("* fd ") and "pipe" in rest[0]
+        assert "peak growth" not in str(e)  # nothing about memory: it was not measured
         assert all(x.kind == "fd" for x in e.extras)
         assert "pipe" in str(e)
     finally:

@@ -85,13 +85,15 @@ def test_knobs_are_applied() -> None:
     data = json.loads(r.stdout)
     assert (data["runs"][0]["calls"], data["warmup_calls"], data["memory_budget"]) == (7, 3, 32 << 20)
     assert len(data["runs"]) <= 2
-    assert data["thresholds"] == [100, 0, 65536, 65536, 65536, 0]  # page metrics: 16-page floor
+    # heap and rss as given (the others 0), page metrics at least their 16-page floor, and
+    # blocks the least byte tolerance (0) over 512
+    assert data["thresholds"] == {"heap": 100, "mmap": 0, "anon": 65536, "rss": 65536, "vms": 65536, "blocks": 0}
 
 
 def test_fd_leak_exits_1() -> None:
     r = psleak("check", "cli_targets:fd_leak", "--checkers", "fds")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert r.stdout.startswith("detected 2 unclosed file descriptors after calling 'cli_targets:fd_leak' 1 time:")
+    assert r.stdout.startswith("detected 2 unclosed file descriptors after calling 'cli_targets:fd_leak' 1 time\n* fd ")
     assert "pipe" in r.stdout
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._checkers import Checkers
-    from ._core import DEFAULTS, TOLERANCE_KEYS, LeakedResource, Report, check
+    from ._core import DEFAULTS, TOLERANCE_KEYS, Finding, LeakedResource, Report, check, report_schema
     from ._errors import (
         Error,
         MemoryLeakError,
@@ -52,7 +52,9 @@ if TYPE_CHECKING:
 #: The module of each public name.
 _WHERE: dict[str, str] = {
     "Checkers": "_checkers",
-    **dict.fromkeys(("DEFAULTS", "TOLERANCE_KEYS", "LeakedResource", "Report", "check"), "_core"),
+    **dict.fromkeys(
+        ("DEFAULTS", "TOLERANCE_KEYS", "Finding", "LeakedResource", "Report", "check", "report_schema"), "_core"
+    ),
     **dict.fromkeys(
         (
             "Error",
@@ -116,6 +118,7 @@ __all__ = [
     "Checkers",
     "Error",
     "FdInfo",
+    "Finding",
     "GCDebugger",
     "LeakTest",
     "LeakedResource",
@@ -141,5 +144,6 @@ __all__ = [
     "memory_info",
     "native_threads",
     "open_fds",
+    "report_schema",
     "thread_count",
 ]

@@ -34,10 +34,15 @@ from ._checkers import Checkers
 TEXT_KNOBS: dict[str, tuple[str, str]] = {
     "times": ("N", "calls in the first measured run; each later run doubles it"),
     "warmup_times": ("N", "calls before measuring (lazy initialisation, caches)"),
-    "retries": ("N", "most measured runs"),
+    "retries": (
+        "N",
+        "most measured runs (default 10), each doubling the calls up to 16x times; a check stops "
+        "earlier, clean after two clean runs in a row, leaking after four that grew with the calls",
+    ),
     "tolerance": (
         "BYTES|METRIC=BYTES,...",
-        "growth per run tolerated: bytes for every metric, or per metric, e.g. heap=100,rss=4096",
+        "growth per run tolerated, in bytes: for every byte metric (blocks, a count of Python objects, "
+        "get the bytes over 512), or per metric, e.g. heap=100,rss=4096",
     ),
     "checkers": ("NAME,...", "the checkers to enable, e.g. memory,fds; all (the default) enables every one"),
     "memory_budget": ("BYTES", "most the process may grow during a check, e.g. 128MiB"),

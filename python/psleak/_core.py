@@ -8,9 +8,11 @@ into a :class:`Report` and, for a leak, into the matching exception.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import linecache
+import logging
 import os
 import sys
 import threading
@@ -43,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "trim_callback": None,
     "checkers": Checkers(),
     "memory_budget": _psleak.DEFAULT_MEMORY_BUDGET,
+    "verbosity": 0,
 }
 KNOBS = tuple(DEFAULTS)
 #: The metrics a check measures, in report order.
@@ -116,6 +119,7 @@ def validate_knobs(
     trim_callback: Any,
     checkers: Any,
     memory_budget: Any,
+    verbosity: Any = 0,
 ) -> None:
     """Raises TypeError or ValueError naming the first bad knob."""
     # times >= 2 as in psleak 0.1.6: a first run of one call measures nothing but noise,
@@ -141,6 +145,8 @@ def validate_knobs(
     if trim_callback is not None and not callable(trim_callback):
         raise TypeError(f"'trim_callback' must be callable or None (got {trim_callback!r})")
     _check_type("checkers", checkers, Checkers)
+    _check_type("verbosity", verbosity, int)
+    _check_min("verbosity", verbosity, 0)
 
 
 #: pymalloc's largest block, bytes (CPython's Objects/obmalloc.c, SMALL_REQUEST_THRESHOLD):
@@ -193,9 +199,40 @@ class LeakedResource:
         return self.description
 
 
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of reports (:meth:`Report.to_json`, ``psleak check --json``), shipped
+    in this package as ``report.schema.json``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.schema.json")
+    with open(path, encoding="utf-8") as f:
+        schema: dict[str, Any] = json.load(f)
+    return schema
+
+
+class Finding:
+    """One metric on which memory leaks: ``metric`` (``heap``, ``blocks``...), ``per_call``
+    (growth per call, in ``unit``), ``unit`` (``"bytes"``, or ``"blocks"`` for Python's
+    block count), ``runs_grown`` of ``runs_total`` measured runs grew, ``reason``
+    (``consistent``, ``persistent`` or ``budget``)."""
+
+    __slots__ = ("metric", "per_call", "reason", "runs_grown", "runs_total", "unit")
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.metric = str(data["metric"])
+        self.per_call = float(data["per_call"])
+        self.unit = "blocks" if self.metric == "blocks" else "bytes"
+        self.runs_grown = int(data["runs_grown"])
+        self.runs_total = int(data["runs_total"])
+        self.reason = str(data["reason"])
+
+    def __repr__(self) -> str:
+        rate = f"{self.per_call:.4g} {self.unit}/call"
+        return f"<Finding {self.metric}: {rate}, {self.runs_grown} of {self.runs_total} runs grew>"
+
+
 class Report:
-    """What a check measured and decided. ``data`` is the core's report as a dict (the same
-    as ``psleak check --json`` prints), ``text`` the report for people."""
+    """What a check measured and decided. ``data`` is the report as a dict (the JSON
+    document of ``psleak check --json``, described by ``report.schema.json`` in this
+    package), ``text`` the report for people."""
 
     def __init__(
         self, data: dict[str, Any], text: str, gc_objects: Mapping[str, Any] | None = None, svg: str = ""
@@ -227,18 +264,27 @@ class Report:
 
     @property
     def runs(self) -> list[dict[str, Any]]:
-        """Each run: ``calls``, ``growth`` per metric, ``budget_stop``."""
+        """Each run: ``calls``, ``growth`` (a dict by metric name), ``budget_stop``."""
         return [
-            {"calls": r["calls"], "growth": dict(zip(METRICS, r["growth"])), "budget_stop": r["budget_stop"]}
+            {"calls": r["calls"], "growth": dict(r["growth"]), "budget_stop": r["budget_stop"]}
             for r in self.data["runs"]
         ]
 
     @property
+    def findings(self) -> list[Finding]:
+        """The metrics on which memory leaks, the one the verdict leads with first (the one
+        that best measures what leaks); empty unless memory leaks."""
+        found = [Finding(f) for f in self.data["outcome"].get("findings", [])]
+        lead = self.data.get("lead_metric")
+        return sorted(found, key=lambda f: f.metric != lead)
+
+    @property
     def bytes_per_call(self) -> float | None:
-        """Growth per call of the leaking metric, for a memory leak."""
-        if self.verdict != "memory_leak":
-            return None
-        return float(self.data["outcome"]["findings"][0]["per_call"])
+        """What leaks per call, in bytes: the leading finding's rate, or for leaked Python
+        objects the bytes tracemalloc saw them take. None when nothing leaks, or when leaked
+        objects were only counted (tracemalloc was busy)."""
+        value = self.data.get("bytes_per_call")
+        return None if value is None else float(value)
 
     def to_json(self) -> str:
         """The report as JSON."""
@@ -249,7 +295,8 @@ class Report:
         return self._svg
 
     def exception(self) -> Error | None:
-        """The exception this report stands for, or None when clean."""
+        """The exception this report stands for, or None when clean. Its message is the
+        report's text."""
         outcome = self.data["outcome"]
         if outcome["verdict"] == "memory_leak":
             return MemoryLeakError(self.text, report=self)
@@ -264,10 +311,7 @@ class Report:
             else:
                 extras.append(LeakedResource(r["kind"], r["description"], r["path"], r["number"]))
         exc = cls(leak["count"], self.name, extras=extras, calls=leak["calls"], report=self)
-        # The remaining lines (other leaking kinds, cost, notes) complete the message.
-        rest = self.text.split("\n")[1 + len(leak["leaked"]) :]
-        if rest:
-            exc.args = (exc.args[0] + "\n" + "\n".join(rest),)
+        exc.args = (self.text,)  # the same first lines, then other kinds, cost and notes
         return exc
 
     def raise_for_leak(self) -> None:
@@ -283,21 +327,55 @@ class Report:
         return self.text
 
 
-_warned_pythonmalloc = False
+class _CaptureGate:
+    """Lets the first call of the function feed log and warning capture, and keeps the
+    later calls from feeding it.
 
+    pytest's logging handlers keep every record and its warnings recorder every warning
+    (``warnings.catch_warnings(record=True)``): a function that logs or warns would grow
+    them on every call and look like a leak. What a capture keeps is the harness's growth,
+    not the function's. After the first call, records stop at pytest's handlers (a filter)
+    and warnings at a ``warnings.showwarning`` that drops them; filters still apply, so a
+    warning turned into an error still raises. :meth:`open` puts everything back.
+    """
 
-def _warn_pythonmalloc() -> None:
-    global _warned_pythonmalloc  # noqa: PLW0603 - warn once per process
-    if _warned_pythonmalloc or os.environ.get("PYTHONMALLOC") == "malloc":
-        return
-    _warned_pythonmalloc = True
-    warnings.warn(
-        "PYTHONMALLOC=malloc is not set: Python objects live in pymalloc's arenas, which the "
-        "heap metric does not see; psleak counts them exactly with sys.getallocatedblocks() "
-        "instead, and every check still runs",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+    def __init__(self, fun: Callable[[], Any]) -> None:
+        self.fun = fun
+        self.first = True
+        self.handlers: list[logging.Handler] = []
+        self.showwarning: Any = None
+        self.dropped = 0
+
+    def __call__(self) -> Any:
+        if not self.first:
+            return self.fun()
+        self.first = False
+        try:
+            return self.fun()
+        finally:
+            self._close()
+
+    def _drop_record(self, record: logging.LogRecord) -> bool:
+        self.dropped += 1
+        return False
+
+    def _drop_warning(self, *args: Any, **kwargs: Any) -> None:
+        self.dropped += 1
+
+    def _close(self) -> None:
+        self.handlers = [h for h in logging.getLogger().handlers if type(h).__module__.startswith("_pytest.")]
+        for h in self.handlers:
+            h.addFilter(self._drop_record)
+        self.showwarning = warnings.showwarning
+        warnings.showwarning = self._drop_warning
+
+    def open(self) -> None:
+        for h in self.handlers:
+            h.removeFilter(self._drop_record)
+        self.handlers = []
+        if self.showwarning is not None:
+            warnings.showwarning = self.showwarning
+            self.showwarning = None
 
 
 class _PythonHooks:
@@ -364,68 +442,108 @@ class _PythonHooks:
 
 
 def check(
-    fun: Callable[[], Any],
-    *,
+    fun: Callable[..., Any],
+    /,
+    *args: Any,
     name: str | None = None,
     progress: Callable[[dict[str, Any]], Any] | None = None,
     **knobs: Any,
 ) -> Report:
-    """Runs a leak check of ``fun`` (called with no arguments) and returns the
-    :class:`Report`. Knobs not given take :data:`DEFAULTS`. Exceptions raised by ``fun``
-    propagate."""
+    """Runs a leak check of ``fun(*args)`` and returns the :class:`Report`. Knobs not given
+    take :data:`DEFAULTS`; ``verbosity=1`` prints the report to stderr, ``2`` also a line
+    per run. Exceptions raised by ``fun`` propagate."""
     if not callable(fun):
         raise TypeError(f"'fun' must be callable (got {fun!r})")
     k = resolve_knobs(None, **knobs)
     checkers: Checkers = k["checkers"]
-    if checkers.memory:
-        _warn_pythonmalloc()
-    tolerance = tolerance_per_metric(k["tolerance"])
+    if progress is None and k["verbosity"] >= 2:
+        progress = _print_progress
+    target = functools.partial(fun, *args) if args else fun
+    gate = _CaptureGate(target)
     hooks = _PythonHooks(checkers, k["trim_callback"])
     try:
         hooks.open()
-        data, text, svg = _psleak.run_check(
-            fun,
-            name=name or qualname(fun),
-            warmup=k["warmup_times"],
-            times=k["times"],
-            retries=k["retries"],
-            tolerance=tolerance,
-            memory_budget=k["memory_budget"],
-            memory=checkers.memory,
-            fds=checkers.fds,
-            threads=checkers.c_threads,
-            settle=hooks.settle,
-            blocks=sys.getallocatedblocks,
-            resources=hooks.resources if (checkers.py_threads or checkers.gcgarbage) else None,
-            progress=progress,
-        )
+        try:
+            core = _psleak.run_check(
+                gate,
+                name=name or qualname(fun),
+                warmup=k["warmup_times"],
+                times=k["times"],
+                retries=k["retries"],
+                tolerance=tolerance_per_metric(k["tolerance"]),
+                memory_budget=k["memory_budget"],
+                memory=checkers.memory,
+                fds=checkers.fds,
+                threads=checkers.c_threads,
+                settle=hooks.settle,
+                blocks=sys.getallocatedblocks,
+                resources=hooks.resources if (checkers.py_threads or checkers.gcgarbage) else None,
+                progress=progress,
+            )
+        finally:
+            hooks.close()
+        data = core.data()
+        if data["outcome"]["verdict"] == "memory_leak":
+            for site in allocation_sites(gate, data):
+                core.add_site("tracemalloc", site["bytes_per_call"], site["blocks_per_call"], site["traceback"])
+            data = core.data()
     finally:
-        hooks.close()
-    if data["outcome"]["verdict"] == "memory_leak":
-        sites = allocation_sites(fun, data)
-        if sites:
-            data["where"] = sites
-            text = _insert_where(text, sites)
-    return Report(data, text, hooks.gc_objects, svg)
+        gate.open()
+    report = Report(data, core.text(), hooks.gc_objects, core.svg())
+    if k["verbosity"] >= 1:
+        print(report.text, file=sys.stderr, flush=True)  # noqa: T201 - verbosity 1 asks for it
+    return report
+
+
+def _print_progress(p: dict[str, Any]) -> None:
+    print(f"psleak: run {p['run']}/{p['max_runs']}: {p['calls']} calls", file=sys.stderr, flush=True)  # noqa: T201 - verbosity 2 asks for it
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Modules of test harnesses and launchers: their frames are the same for every leak.
+_HARNESS_MODULES = ("pluggy", "_pytest", "pytest", "unittest", "runpy", "xdist", "execnet", "psleak")
+#: Entry scripts of harnesses (console scripts), by name.
+_HARNESS_SCRIPTS = ("pytest", "py.test", "psleak", "__main__.py")
+
+
+def _harness_paths() -> tuple[str, ...]:
+    """Files and directories whose frames belong to the harness, not to the code under
+    test: the packages (directories) and modules (files) of :data:`_HARNESS_MODULES` that
+    are loaded, and the entry script when it is a harness's."""
+    paths = [_PACKAGE_DIR + os.sep]
+    for name in _HARNESS_MODULES:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        file = os.path.abspath(file)
+        paths.append(os.path.dirname(file) + os.sep if hasattr(module, "__path__") else file)
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(script) in _HARNESS_SCRIPTS:
+        paths.append(script)
+    return tuple(paths)
+
+
+def _is_harness(filename: str, paths: tuple[str, ...]) -> bool:
+    return filename.startswith("<frozen ") or os.path.abspath(filename).startswith(paths)
 
 
 def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
     """Where a leak found by the core allocates: calls ``fun`` again under ``tracemalloc``
     and returns the places whose allocations grew with the calls, largest first. Each is
     ``{"bytes_per_call", "blocks_per_call", "traceback": [(file, line, code), ...]}``,
-    innermost frame last.
+    innermost frame last, without the frames of test harnesses (pytest, pluggy, unittest,
+    runpy, psleak itself).
 
     tracemalloc sees what goes through Python's allocators (objects, ``PyMem_*``), not a
-    raw C ``malloc``: for those the list is empty and the report stays as it was. Skipped when
-    tracemalloc is already tracing (the caller's own measurement is not disturbed). The calls
-    are sized to stay within a quarter of the memory budget.
+    raw C ``malloc``: for those the list is empty. Skipped when tracemalloc is already
+    tracing (the caller's own measurement is not disturbed). The calls are sized to stay
+    within a quarter of the memory budget.
     """
     if tracemalloc.is_tracing():
         return []
-    per_call = max(float(data["outcome"]["findings"][0]["per_call"]), 1.0)
+    byte_rates = [float(f["per_call"]) for f in data["outcome"]["findings"] if f["metric"] != "blocks"]
+    per_call = max([1.0, *byte_rates])
     calls = int(min(200, max(10, data["memory_budget"] / 4 / per_call)))
     tracemalloc.start(16)
     try:
@@ -440,13 +558,14 @@ def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3)
         tracemalloc.stop()
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)]
     stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback")
+    harness = _harness_paths()
     sites = []
     for stat in stats:
         # Growth that keeps pace with the calls, not a one-off.
         if stat.count_diff < calls // 2 or stat.size_diff <= 0:
             continue
-        frames = [f for f in stat.traceback if not f.filename.startswith(_PACKAGE_DIR)]
-        tb = [(f.filename, f.lineno, linecache.getline(f.filename, f.lineno).strip()) for f in frames[-4:]]
+        frames = [f for f in stat.traceback if not _is_harness(f.filename, harness)]
+        tb = [(f.filename, f.lineno, linecache.getline(f.filename, f.lineno).strip() or None) for f in frames[-4:]]
         if tb:
             sites.append(
                 {"bytes_per_call": stat.size_diff / calls, "blocks_per_call": stat.count_diff / calls, "traceback": tb}
@@ -454,14 +573,3 @@ def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3)
         if len(sites) == top:
             break
     return sites
-
-
-def _insert_where(text: str, sites: list[dict[str, Any]]) -> str:
-    lines = ["allocated (tracemalloc, innermost frame last):"]
-    for site in sites:
-        size = _psleak.format_bytes(site["bytes_per_call"])
-        lines.append(f"  ~{size}/call, {site['blocks_per_call']:.1f} blocks/call from:")
-        for filename, lineno, code in site["traceback"]:
-            lines.append(f"    {filename}:{lineno}" + (f": {code}" if code else ""))
-    first, _, rest = text.partition("\n")
-    return "\n".join([first, *lines, rest]) if rest else "\n".join([first, *lines])

@@ -47,9 +47,10 @@ class UnclosedResourceError(Error):
         self.report = report
         noun = self.resource_name + ("s" if count != 1 else "")
         times = "time" if calls == 1 else "times"
+        # No colon after the first line: pytest's short summary shows that line alone.
         message = f"detected {count} {self.verb} {noun} after calling {fun_name!r} {calls} {times}"
         if self.extras:
-            message += ":" + "".join(f"\n* {extra!r}" for extra in self.extras)
+            message += "".join(f"\n* {extra!r}" for extra in self.extras)
         super().__init__(message)
 
 

@@ -8,6 +8,7 @@ __all__ = [
     "BUILD_PROFILE",
     "DEFAULT_MEMORY_BUDGET",
     "METRICS",
+    "CoreReport",
     "ProbeError",
     "__version__",
     "fd_count",
@@ -30,6 +31,18 @@ DEFAULT_MEMORY_BUDGET: int
 METRICS: list[str]
 
 class ProbeError(OSError): ...
+
+class CoreReport:
+    def data(self) -> dict[str, Any]: ...
+    def text(self) -> str: ...
+    def svg(self) -> str: ...
+    def add_site(
+        self,
+        tracer: str,
+        bytes_per_call: float,
+        blocks_per_call: float,
+        frames: list[tuple[str, int, str | None]],
+    ) -> None: ...
 
 def malloc_stats() -> dict[str, int]: ...
 def malloc_trim() -> bool: ...
@@ -57,4 +70,4 @@ def run_check(
     blocks: Callable[[], int] | None = None,
     resources: Callable[[str], list[dict[str, str]]] | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
-) -> tuple[dict[str, Any], str, str]: ...
+) -> CoreReport: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 import unittest
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -92,6 +91,7 @@ class MemoryLeakTestCase(unittest.TestCase):
         trim_callback: Callable[[], Any] | None = None,
         checkers: Checkers | None = None,
         memory_budget: int | None = None,
+        verbosity: int | None = None,
     ) -> _core.Report:
         """Checks ``fun(*args)`` for leaks; fails the test with a :class:`psleak.Error`
         subclass if it leaks. Keyword arguments override the class attributes. Returns the
@@ -112,6 +112,7 @@ class MemoryLeakTestCase(unittest.TestCase):
             "trim_callback": trim_callback,
             "checkers": checkers,
             "memory_budget": memory_budget,
+            "verbosity": verbosity,
         }
         return self._run(through_hook, _core.qualname(fun), given)
 
@@ -119,10 +120,7 @@ class MemoryLeakTestCase(unittest.TestCase):
         """Checks ``fun`` (already going through :meth:`call`) with the knobs in ``given``
         (None: the class attribute)."""
         knobs = _core.resolve_knobs(self, **{k: given.get(k) for k in _core.KNOBS})
-        progress = _print_progress if self.verbosity >= 2 else None
-        report = _core.check(fun, name=name, progress=progress, **knobs)
-        if self.verbosity >= 1:
-            print(report.text, file=sys.stderr, flush=True)  # noqa: T201 - verbosity 1 asks for it
+        report = _core.check(fun, name=name, **knobs)
         report.raise_for_leak()
         return report
 
@@ -161,7 +159,3 @@ def _generated_test(test_name: str, entry: LeakTest) -> Callable[[MemoryLeakTest
     test.__name__ = test.__qualname__ = test_name
     test.__doc__ = f"Leak test of {_core.qualname(entry.fun)} (generated)."
     return test
-
-
-def _print_progress(p: dict[str, Any]) -> None:
-    print(f"psleak: run {p['run']}/{p['max_runs']}: {p['calls']} calls", file=sys.stderr, flush=True)  # noqa: T201 - verbosity 2 asks for it

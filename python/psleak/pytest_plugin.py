@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import time
 import unittest
 from typing import TYPE_CHECKING, Any
 
@@ -38,17 +39,31 @@ if TYPE_CHECKING:
 _CONFIG_KNOBS = pytest.StashKey[dict[str, Any]]()
 #: Set on a test whose body the marker checks: its resolved knobs.
 _LOOP_KNOBS = pytest.StashKey[dict[str, Any]]()
+#: The checks made in a test: [checks, leaks, seconds].
+_ITEM_CHECKS = pytest.StashKey[list[float]]()
+#: The attribute of a test report carrying its checks; pytest-xdist sends a report's
+#: attributes from the workers to the controller (TestReport keeps unknown keywords).
+_REPORT_ATTR = "psleak_checks"
 
 _MARKER_HELP = (
     "leakcheck(**knobs): check for leaks. With the leakcheck fixture: that test's knobs; without it: "
     "the test body is called repeatedly and must not leak (warmup_times, times, retries, tolerance, "
-    "trim_callback, checkers, memory_budget)"
+    "trim_callback, checkers, memory_budget, verbosity)"
 )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--leakcheck-<knob>`` options and ``leakcheck_<knob>`` ini keys."""
     group = parser.getgroup("psleak", "leak checks (psleak)")
+    group.addoption(
+        "--no-leakcheck",
+        dest="no_leakcheck",
+        action="store_true",
+        default=None,
+        help="skip every leak check: the leakcheck fixture calls the function once, a test marked "
+        "leakcheck runs once; nothing is measured (ini: no_leakcheck)",
+    )
+    parser.addini("no_leakcheck", "psleak: skip every leak check (true/false)", type="bool", default=False)
     for name, (metavar, text) in _cli.TEXT_KNOBS.items():
         group.addoption(
             _option(name),
@@ -65,6 +80,13 @@ def pytest_configure(config: pytest.Config) -> None:
     file (a bad value is a usage error naming the option)."""
     config.addinivalue_line("markers", _MARKER_HELP)
     config.stash[_CONFIG_KNOBS] = _config_knobs(config)
+    config.pluginmanager.register(_Summary(config), "psleak-summary")
+
+
+def _disabled(config: pytest.Config) -> bool:
+    """``--no-leakcheck`` or the ini key ``no_leakcheck``."""
+    option = config.getoption("no_leakcheck")
+    return bool(config.getini("no_leakcheck") if option is None else option)
 
 
 def _option(name: str) -> str:
@@ -90,20 +112,61 @@ def _config_knobs(config: pytest.Config) -> dict[str, Any]:
     return knobs
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    """What makes leak checks less reliable in this run, in a line or two."""
-    lines = []
-    if os.environ.get("PYTHONMALLOC") != "malloc":
-        lines.append(
-            "psleak: PYTHONMALLOC=malloc not set: Python objects are checked as pymalloc blocks (an exact "
-            "count, sizes from tracemalloc), C allocations as heap bytes; every check runs"
-        )
-    if _parallel(config):
-        lines.append(
-            "psleak: tests run in parallel (xdist): each worker checks its own process, where execnet's "
-            "I/O thread allocates beside the test: noise the runs must outlast, and slower checks"
-        )
-    return lines
+def _record(item: pytest.Item, report: Report, seconds: float) -> None:
+    """Counts a check made in ``item``, for the terminal summary."""
+    checks = item.stash.setdefault(_ITEM_CHECKS, [0, 0, 0.0])
+    checks[0] += 1
+    checks[1] += 0 if report.clean else 1
+    checks[2] += seconds
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Puts the checks of the test on its call report (so xdist workers send them)."""
+    outcome = yield
+    checks = item.stash.get(_ITEM_CHECKS, None)
+    if checks and call.when == "call":
+        setattr(outcome.get_result(), _REPORT_ATTR, list(checks))
+
+
+class _Summary:
+    """Adds up the checks of the session's tests (from xdist workers' reports too) and
+    prints the terminal summary. A plugin object per config, so that nested sessions
+    (pytester) keep their own counts."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.checks = 0
+        self.leaks = 0
+        self.seconds = 0.0
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        checks = getattr(report, _REPORT_ATTR, None)
+        if checks:
+            self.checks += int(checks[0])
+            self.leaks += int(checks[1])
+            self.seconds += float(checks[2])
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """When checks ran: how many, what they found, and what made them less reliable.
+        Nothing in a session without checks."""
+        if not self.checks or hasattr(self.config, "workerinput"):
+            return  # nothing to say, or an xdist worker: the controller says it
+        tr = terminalreporter
+        tr.write_sep("-", "psleak")
+        found = f"{self.leaks} found leaking" if self.leaks else "none leaked"
+        plural = "s" if self.checks != 1 else ""
+        tr.write_line(f"{self.checks} leak check{plural} in {self.seconds:.2f} s: {found}")
+        if os.environ.get("PYTHONMALLOC") != "malloc":
+            tr.write_line(
+                "PYTHONMALLOC=malloc not set: Python objects were counted as pymalloc blocks (exactly) and "
+                "sized by tracemalloc, C allocations as heap bytes"
+            )
+        if _parallel(self.config):
+            tr.write_line(
+                "tests ran in parallel (xdist): each worker checked its own process, where execnet's I/O "
+                "thread allocates beside the test: noise the runs had to outlast, and slower checks"
+            )
 
 
 def _parallel(config: pytest.Config) -> bool:
@@ -164,8 +227,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         knobs = _resolve({**_stashed(item.config), **marker})
     except (TypeError, ValueError) as e:
         raise type(e)(f"@pytest.mark.leakcheck: {e}") from None
-    if "leakcheck" in getattr(item, "fixturenames", ()):
-        return  # the fixture runs the checks, with these knobs as defaults
+    if "leakcheck" in getattr(item, "fixturenames", ()) or _disabled(item.config):
+        return  # the fixture runs the checks, with these knobs as defaults; or none runs
     cls = getattr(item, "cls", None)
     if not isinstance(item, pytest.Function) or (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
         raise TypeError(
@@ -189,7 +252,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     funcargs = pyfuncitem.funcargs
     body = functools.partial(pyfuncitem.obj, **{arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames})
+    started = time.perf_counter()
     report = _core.check(body, name=pyfuncitem.name, **knobs)
+    _record(pyfuncitem, report, time.perf_counter() - started)
     _raise_for_leak(report)
     return True
 
@@ -208,25 +273,34 @@ class LeakCheck:
 
     ``defaults`` holds the knobs of the command line, ini file and ``leakcheck`` markers
     of the test; keyword arguments of a call win over them. ``reports`` lists the reports
-    of the checks made so far in the test.
+    of the checks made so far in the test. ``disabled`` (``--no-leakcheck``): each call
+    calls the function once and returns None.
     """
 
-    def __init__(self, defaults: dict[str, Any]) -> None:
+    def __init__(self, defaults: dict[str, Any], item: pytest.Item | None = None, *, disabled: bool = False) -> None:
         self.defaults = defaults
         self.reports: list[Report] = []
+        self.item = item
+        self.disabled = disabled
 
-    def __call__(self, fun: Callable[..., Any], *args: Any, **knobs: Any) -> Report:
+    def __call__(self, fun: Callable[..., Any], *args: Any, **knobs: Any) -> Report | None:
         """Checks ``fun(*args)`` for leaks; fails the test with a :class:`psleak.Error`
-        subclass and the full report if it leaks. Returns the report."""
+        subclass and the full report if it leaks. Returns the report (None under
+        ``--no-leakcheck``, where the function is called once)."""
         __tracebackhide__ = True
-        from . import _core  # noqa: PLC0415 - native: only for tests that ask
-
         if not callable(fun):
             raise TypeError(f"'fun' must be callable (got {fun!r})")
+        if self.disabled:
+            fun(*args)
+            return None
+        from . import _core  # noqa: PLC0415 - native: only for tests that ask
+
         given = {k: v for k, v in knobs.items() if v is not None}
         resolved = _core.resolve_knobs(None, **{**self.defaults, **given})
-        target = functools.partial(fun, *args) if args else fun
-        report = _core.check(target, name=_core.qualname(fun), **resolved)
+        started = time.perf_counter()
+        report = _core.check(fun, *args, **resolved)
+        if self.item is not None:
+            _record(self.item, report, time.perf_counter() - started)
         self.reports.append(report)
         _raise_for_leak(report)
         return report
@@ -239,7 +313,7 @@ class LeakCheck:
 def leakcheck(request: pytest.FixtureRequest) -> LeakCheck:
     """``leakcheck(fun, *args, **knobs)``: fails the test if ``fun(*args)`` leaks memory
     or leaves resources open (psleak); returns the report. Knobs: warmup_times, times,
-    retries, tolerance, trim_callback, checkers, memory_budget; their defaults come from
-    the command line (--leakcheck-times...), the ini file (leakcheck_times...) and
-    @pytest.mark.leakcheck(**knobs)."""
-    return LeakCheck(_defaults(request.node))
+    retries, tolerance, trim_callback, checkers, memory_budget, verbosity; their defaults
+    come from the command line (--leakcheck-times...), the ini file (leakcheck_times...) and
+    @pytest.mark.leakcheck(**knobs). Under --no-leakcheck, calls ``fun(*args)`` once."""
+    return LeakCheck(_defaults(request.node), request.node, disabled=_disabled(request.config))

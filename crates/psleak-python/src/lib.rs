@@ -162,6 +162,52 @@ impl psleak::Host for PyHost<'_> {
     }
 }
 
+/// The core's report of one check, which the Python side completes with what only it can
+/// find (allocation sites from tracemalloc) before rendering: one model, rendered by the
+/// core, so the text, the JSON and the chart always agree.
+#[pyclass(module = "psleak._psleak")]
+struct CoreReport {
+    inner: psleak::Report,
+}
+
+#[pymethods]
+impl CoreReport {
+    /// The report as a dict: the JSON document (`report.schema.json`).
+    fn data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.to_json_value())
+    }
+
+    /// The report for people.
+    fn text(&self) -> String {
+        self.inner.to_text()
+    }
+
+    /// The runs as an SVG chart.
+    fn svg(&self) -> String {
+        self.inner.to_svg()
+    }
+
+    /// Adds where the leak allocates, as seen by `tracer`: growth per call in bytes and
+    /// blocks, and the stack as `(file, line, code)` frames, innermost last.
+    fn add_site(
+        &mut self,
+        tracer: String,
+        bytes_per_call: f64,
+        blocks_per_call: f64,
+        frames: Vec<(String, u32, Option<String>)>,
+    ) {
+        self.inner.sites.push(psleak::AllocationSite {
+            tracer,
+            bytes_per_call,
+            blocks_per_call,
+            frames: frames
+                .into_iter()
+                .map(|(file, line, code)| psleak::Frame { file, line, code })
+                .collect(),
+        });
+    }
+}
+
 fn checkers_from(memory: bool, fds: bool, threads: bool) -> psleak::Checkers {
     let mut c = psleak::Checkers::none();
     c.memory = memory;
@@ -176,6 +222,9 @@ mod _psleak {
 
     #[pymodule_export]
     use super::ProbeError;
+
+    #[pymodule_export]
+    use super::CoreReport;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -257,15 +306,14 @@ mod _psleak {
         psleak::format_bytes(v)
     }
 
-    /// Runs a leak check of `fun` (a zero-argument callable) and returns
-    /// `(report_dict, report_text, report_svg)`. Exceptions raised by `fun` or the hooks propagate.
+    /// Runs a leak check of `fun` (a zero-argument callable) and returns its
+    /// [`CoreReport`]. Exceptions raised by `fun` or the hooks propagate.
     #[pyfunction]
     #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
                         memory=true, fds=true, threads=true,
                         settle=None, blocks=None, resources=None, progress=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn run_check<'py>(
-        py: Python<'py>,
         fun: Bound<'py, PyAny>,
         name: String,
         warmup: u64,
@@ -280,7 +328,7 @@ mod _psleak {
         blocks: Option<Bound<'py, PyAny>>,
         resources: Option<Bound<'py, PyAny>>,
         progress: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyAny>, String, String)> {
+    ) -> PyResult<CoreReport> {
         if !fun.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err("'fun' must be callable"));
         }
@@ -314,6 +362,6 @@ mod _psleak {
         if let Some(e) = host.progress_error.take() {
             return Err(e);
         }
-        Ok((serialize(py, &report)?, report.to_text(), report.to_svg()))
+        Ok(CoreReport { inner: report })
     }
 }

@@ -132,10 +132,12 @@ impl<'a, H: Host> Driver<'a, H> {
             noise: Values::default(),
             thresholds: Values::default(),
             enabled: [false; METRIC_COUNT],
+            max_runs: self.check.retries,
             memory_budget: self.check.memory_budget,
             peak_growth: 0,
             seconds: self.started.elapsed().as_secs_f64(),
             notes: self.notes.clone(),
+            sites: Vec::new(),
         }
     }
 

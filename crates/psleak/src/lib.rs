@@ -11,7 +11,7 @@
 //! |----------|-----------------------------------------|-------------|
 //! | `heap`   | glibc `mallinfo2().uordblks`, all arenas | byte-exact  |
 //! | `mmap`   | glibc `mallinfo2().hblkhd`               | byte-exact  |
-//! | `uss`    | `RssAnon` of `/proc/self/status`: private anonymous resident memory | page |
+//! | `anon`   | `RssAnon` of `/proc/self/status`: resident anonymous memory | page |
 //! | `rss`    | `/proc/self/statm`                       | page        |
 //! | `vms`    | `/proc/self/statm`                       | page        |
 //! | `blocks` | a front end's counter (Python: `sys.getallocatedblocks()`) | exact |
@@ -23,7 +23,7 @@
 //!
 //! The probes read `/proc` into fixed stack buffers and call `mallinfo2`; they allocate
 //! nothing, so measuring does not disturb what is measured. A sample costs about ten
-//! microseconds: `uss` is read as the kernel's `RssAnon` counter, where the exact USS of
+//! microseconds: `anon` is the kernel's `RssAnon` counter, where the exact USS of
 //! [`process_memory`] (`smaps_rollup`) walks every page table and costs ten times more.
 //! Leaked memory is anonymous memory, so both grow alike under a leak. A clean function is judged after 10 warm-up calls and two runs
 //! (200 + 400 calls by default); a leak after four runs, or as soon as the process has grown
@@ -96,7 +96,10 @@ pub mod verdict;
 pub use check::{CheckError, Checkers, Host, LeakCheck, Phase, Progress, DEFAULT_MEMORY_BUDGET};
 pub use error::{Error, Result};
 pub use probes::{FdInfo, FdKind, MallocStats, MemoryCounters, ProcessMemory, ThreadInfo};
-pub use report::{format_bytes, Outcome, Report, Resource, ResourceKind, ResourceLeak};
+pub use report::{
+    format_bytes, AllocationSite, Frame, Outcome, Report, Resource, ResourceKind, ResourceLeak,
+    SCHEMA_VERSION,
+};
 pub use sys::BACKEND;
 pub use testing::{assert_no_leak, LeakError};
 pub use verdict::{Finding, LeakReason, Metric, Values};

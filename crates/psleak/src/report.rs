@@ -1,5 +1,8 @@
-//! The report of a check: what was run, what grew, the verdict, and what was left open.
-//! Text for people ([`Report::to_text`]), JSON for tools ([`Report::to_json`]).
+//! The report of a check: what was run, what grew, the verdict, what was left open, and
+//! where a leak allocates. The [`Report`] is the one model of it; front ends fill in what
+//! only they can find ([`Report::sites`]: Python's tracemalloc) and this module renders it:
+//! text for people ([`Report::to_text`]), JSON for tools ([`Report::to_json`], described
+//! by the JSON Schema the Python package ships as `psleak/report.schema.json`).
 
 use std::fmt::Write as _;
 
@@ -145,7 +148,8 @@ pub struct ResourceLeak {
 
 impl ResourceLeak {
     /// "detected 1 unclosed file descriptor after calling 'f' 1 time", then one line per
-    /// leaked resource.
+    /// leaked resource. The first line ends without a colon: pytest's short summary shows
+    /// that line alone.
     pub fn message(&self, name: &str) -> String {
         let plural = if self.count == 1 { "" } else { "s" };
         let times = if self.calls == 1 { "time" } else { "times" };
@@ -157,7 +161,6 @@ impl ResourceLeak {
             self.calls
         );
         if !self.leaked.is_empty() {
-            s.push(':');
             for r in &self.leaked {
                 let _ = write!(s, "\n* {}", r.description);
             }
@@ -184,6 +187,35 @@ pub enum Outcome {
     },
 }
 
+/// The version of the JSON document of [`Report::to_json`]; raised when a field changes
+/// meaning or goes away (adding a field does not change it).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// One frame of the stack of an allocation site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    /// Source file (or the shared object of a native frame without debug information).
+    pub file: String,
+    /// Line number; 0 when unknown.
+    pub line: u32,
+    /// The source line, when known.
+    pub code: Option<String>,
+}
+
+/// A place whose allocations grew with the calls, found after a memory-leak verdict by
+/// calling the function again under a tracer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllocationSite {
+    /// What saw the allocations (`"tracemalloc"`).
+    pub tracer: String,
+    /// Growth per call of the memory allocated there, bytes.
+    pub bytes_per_call: f64,
+    /// Growth per call of the number of blocks allocated there.
+    pub blocks_per_call: f64,
+    /// The stack, innermost frame last, without the frames of test harnesses.
+    pub frames: Vec<Frame>,
+}
+
 /// Everything a check measured and decided.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -205,7 +237,11 @@ pub struct Report {
     /// The growth above which a run counted as grown (max of tolerance and noise).
     pub thresholds: Values,
     /// Which metrics were measured and judged.
+    #[serde(serialize_with = "by_metric_name")]
     pub enabled: [bool; METRIC_COUNT],
+    /// Most measured runs (the `retries` knob): the check stops before, as soon as the
+    /// verdict is clear.
+    pub max_runs: u32,
     /// The memory budget (bytes).
     pub memory_budget: u64,
     /// Largest growth of the footprint (rss, or malloc in use) seen, bytes.
@@ -214,6 +250,44 @@ pub struct Report {
     pub seconds: f64,
     /// Things worth knowing about the measurement (other threads running, a probe missing).
     pub notes: Vec<String>,
+    /// Where a memory leak allocates, largest first, as filled in by a front end after the
+    /// verdict (Python: tracemalloc). Empty when nothing traced it.
+    #[serde(rename = "where")]
+    pub sites: Vec<AllocationSite>,
+}
+
+fn by_metric_name<S: serde::Serializer>(
+    values: &[bool; METRIC_COUNT],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(METRIC_COUNT))?;
+    for m in Metric::ALL {
+        map.serialize_entry(m.name(), &values[m.index()])?;
+    }
+    map.end()
+}
+
+/// The JSON document: the report, its schema version, and the figures derived from it.
+#[derive(Serialize)]
+struct Document<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    report: &'a Report,
+    /// The metric the verdict leads with.
+    lead_metric: Option<Metric>,
+    bytes_per_call: Option<f64>,
+}
+
+impl Metric {
+    /// The unit of the metric's values: `"bytes"`, or `"blocks"` for [`Metric::Blocks`].
+    pub fn unit(self) -> &'static str {
+        if self.is_bytes() {
+            "bytes"
+        } else {
+            "blocks"
+        }
+    }
 }
 
 /// Formats a byte count with a binary unit: `512 B`, `1.5 KiB`, `64.0 MiB`.
@@ -287,12 +361,69 @@ impl Finding {
 }
 
 impl Report {
+    /// Total bytes per call of the allocation sites, when a tracer found any.
+    fn site_bytes_per_call(&self) -> Option<f64> {
+        (!self.sites.is_empty()).then(|| self.sites.iter().map(|s| s.bytes_per_call).sum())
+    }
+
+    /// The finding that best measures what leaks, which the verdict leads with.
+    ///
+    /// The engine ranks exact byte counters first, but a runtime's objects (`blocks`) live
+    /// in its own arenas, which the heap metric sees only as arenas are added: a Python
+    /// object of 136 bytes leaked per call grows the heap by ~9 bytes a call. So `blocks`
+    /// leads when the heap's growth is no more than the traced sites account for plus one
+    /// malloc chunk (32 bytes, glibc's MINSIZE) of overhead per block; a heap growing
+    /// faster than that leaks on its own, and leads.
+    pub fn lead(&self) -> Option<&Finding> {
+        let Outcome::MemoryLeak { findings } = &self.outcome else {
+            return None;
+        };
+        let of = |m: Metric| findings.iter().find(|f| f.metric == m);
+        if let Some(blocks) = of(Metric::Blocks) {
+            let heap = of(Metric::Heap).map_or(0.0, |f| f.per_call);
+            let explained = self.site_bytes_per_call().unwrap_or(0.0) + 32.0 * blocks.per_call;
+            if heap <= explained {
+                return Some(blocks);
+            }
+        }
+        findings.first()
+    }
+
+    /// Growth per call of what leaks, in bytes: the leading finding's rate for a byte
+    /// metric; for leaked runtime objects, the bytes their allocation sites grew by (None
+    /// when no tracer sized them). None unless memory leaks.
+    pub fn bytes_per_call(&self) -> Option<f64> {
+        let lead = self.lead()?;
+        if lead.metric.is_bytes() {
+            Some(lead.per_call)
+        } else {
+            self.site_bytes_per_call()
+        }
+    }
+
+    /// The summary line of the leading finding, sized by the sites when it counts blocks.
+    fn lead_summary(&self, lead: &Finding) -> String {
+        match (lead.metric, self.site_bytes_per_call(), self.sites.first()) {
+            (Metric::Blocks, Some(bytes), Some(site)) => {
+                let s = lead.summary(&self.runs);
+                let (_, rest) = s.split_once(": ").unwrap_or((&s, ""));
+                format!(
+                    "leaks ~{}/call ({} blocks/call, sized by {}): {rest}",
+                    format_bytes(bytes),
+                    format_value(Metric::Blocks, (lead.per_call * 10.0).round() / 10.0),
+                    site.tracer
+                )
+            }
+            _ => lead.summary(&self.runs),
+        }
+    }
+
     /// The one-line verdict.
     pub fn verdict_line(&self) -> String {
         match &self.outcome {
             Outcome::Clean => format!("'{}' is clean", self.name),
-            Outcome::MemoryLeak { findings } => match findings.first() {
-                Some(f) => format!("'{}' {}", self.name, f.summary(&self.runs)),
+            Outcome::MemoryLeak { .. } => match self.lead() {
+                Some(f) => format!("'{}' {}", self.name, self.lead_summary(f)),
                 None => format!("'{}' leaks memory", self.name),
             },
             Outcome::ResourceLeak { leaks } => match leaks.first() {
@@ -307,17 +438,23 @@ impl Report {
         self.outcome == Outcome::Clean
     }
 
-    /// The full report for people: verdict line, then one row per run with the growth of
-    /// each metric, then the noise floor and what the check cost.
+    /// The full report for people: verdict line, the other findings, where the leak
+    /// allocates, then one row per run with the growth of each metric, the thresholds and
+    /// noise floor, and what the check cost.
     pub fn to_text(&self) -> String {
         let mut s = self.verdict_line();
         if let Outcome::MemoryLeak { findings } = &self.outcome {
             // Page-granular metrics grow along with any leak; the table shows them, and
             // only the exact metrics get a line of their own.
-            for f in findings.iter().skip(1).filter(|f| f.metric.precision_rank() <= 1) {
+            let lead = self.lead().map(|f| f.metric);
+            for f in findings
+                .iter()
+                .filter(|f| Some(f.metric) != lead && f.metric.precision_rank() <= 1)
+            {
                 let _ = write!(s, "\nalso {}", f.summary(&self.runs));
             }
         }
+        self.write_sites(&mut s);
         let metrics: Vec<Metric> = Metric::ALL
             .into_iter()
             .filter(|m| self.enabled[m.index()])
@@ -353,34 +490,76 @@ impl Report {
                 let _ = write!(s, "\nalso {}", l.message(&self.name));
             }
         }
+        let times = if self.total_calls == 1 { "call" } else { "calls" };
         let _ = write!(
             s,
-            "\n{} calls ({} warm-up) in {:.2} s; peak growth {} (budget {})",
-            self.total_calls,
-            self.warmup_calls,
-            self.seconds,
-            format_bytes(self.peak_growth as f64),
-            format_bytes(self.memory_budget as f64)
+            "\n{} {times} ({} warm-up) in {:.2} s",
+            self.total_calls, self.warmup_calls, self.seconds
         );
+        // Memory figures only where memory was measured: a resource leak is found before
+        // the runs, and "peak growth 0 B" would say nothing.
+        if !self.runs.is_empty() {
+            let _ = write!(
+                s,
+                "; {} of at most {} runs (retries); peak growth {} (budget {})",
+                self.runs.len(),
+                self.max_runs,
+                format_bytes(self.peak_growth as f64),
+                format_bytes(self.memory_budget as f64)
+            );
+        }
         for n in &self.notes {
             let _ = write!(s, "\nnote: {n}");
         }
         s
     }
 
+    /// "allocated (tracemalloc, innermost frame last):" and the sites, one block each.
+    fn write_sites(&self, s: &mut String) {
+        let mut tracer: Option<&str> = None;
+        for site in &self.sites {
+            if tracer != Some(site.tracer.as_str()) {
+                tracer = Some(&site.tracer);
+                let _ = write!(s, "\nallocated ({}, innermost frame last):", site.tracer);
+            }
+            let _ = write!(
+                s,
+                "\n  ~{}/call, {:.1} blocks/call from:",
+                format_bytes(site.bytes_per_call),
+                site.blocks_per_call
+            );
+            for f in &site.frames {
+                let _ = write!(s, "\n    {}:{}", f.file, f.line);
+                if let Some(code) = f.code.as_deref().filter(|c| !c.is_empty()) {
+                    let _ = write!(s, ": {code}");
+                }
+            }
+        }
+    }
+
     /// The growth per call of a run on the metric that leaks (or the heap), for the table.
     fn per_call_of(&self, run: &Run) -> String {
-        let m = match &self.outcome {
-            Outcome::MemoryLeak { findings } => findings.first().map_or(Metric::Heap, |f| f.metric),
-            _ => Metric::Heap,
-        };
+        let m = self.lead().map_or(Metric::Heap, |f| f.metric);
         let v = run.growth.get(m) as f64 / run.calls.max(1) as f64;
         format!("{} {}", format_value(m, v), m.name())
     }
 
-    /// The report as JSON.
+    /// The JSON document: the report's fields, metrics as objects keyed by metric name,
+    /// plus `schema_version` ([`SCHEMA_VERSION`]), `lead_metric` and `bytes_per_call`.
+    pub fn to_json_value(&self) -> serde_json::Value {
+        let doc = Document {
+            schema_version: SCHEMA_VERSION,
+            report: self,
+            lead_metric: self.lead().map(|f| f.metric),
+            bytes_per_call: self.bytes_per_call(),
+        };
+        serde_json::to_value(doc).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+    }
+
+    /// The report as JSON (see [`Report::to_json_value`]).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        serde_json::to_string_pretty(&self.to_json_value())
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
 
@@ -406,10 +585,7 @@ impl Report {
         const W: f64 = 300.0;
         const H: f64 = 150.0;
         const PAD: f64 = 46.0;
-        let leaking: Option<Metric> = match &self.outcome {
-            Outcome::MemoryLeak { findings } => findings.first().map(|f| f.metric),
-            _ => None,
-        };
+        let leaking: Option<Metric> = self.lead().map(|f| f.metric);
         let metrics: Vec<Metric> = Metric::ALL
             .into_iter()
             .filter(|m| self.enabled[m.index()])
@@ -492,6 +668,129 @@ mod tests {
         assert_eq!(format_bytes(-4096.0), "-4.0 KiB");
     }
 
+    /// A memory leak of `blocks_per_call` objects and `heap_per_call` heap bytes, over
+    /// four runs from 200 calls.
+    fn leak_report(heap_per_call: f64, blocks_per_call: f64) -> Report {
+        let finding = |metric, per_call| Finding {
+            metric,
+            per_call,
+            runs_grown: 4,
+            runs_total: 4,
+            reason: LeakReason::Consistent,
+        };
+        let runs = [200u64, 400, 800, 1600]
+            .into_iter()
+            .map(|calls| {
+                let mut growth = Values::default();
+                growth.set(Metric::Heap, (heap_per_call * calls as f64) as i64);
+                growth.set(Metric::Blocks, (blocks_per_call * calls as f64) as i64);
+                Run {
+                    calls,
+                    growth,
+                    budget_stop: false,
+                }
+            })
+            .collect();
+        Report {
+            name: "f".into(),
+            outcome: Outcome::MemoryLeak {
+                findings: vec![
+                    finding(Metric::Heap, heap_per_call),
+                    finding(Metric::Blocks, blocks_per_call),
+                ],
+            },
+            warmup_calls: 10,
+            total_calls: 3011,
+            runs,
+            noise: Values::default(),
+            thresholds: Values::default(),
+            enabled: [true; METRIC_COUNT],
+            max_runs: 10,
+            memory_budget: 1 << 26,
+            peak_growth: 1 << 20,
+            seconds: 0.1,
+            notes: vec![],
+            sites: vec![],
+        }
+    }
+
+    #[test]
+    fn objects_in_arenas_lead_with_blocks_sized_by_the_sites() {
+        // pymalloc: 136 B objects grow the heap by ~9 B/call, as arenas are added.
+        let mut r = leak_report(8.8, 1.0);
+        assert_eq!(r.lead().map(|f| f.metric), Some(Metric::Blocks));
+        assert_eq!(r.bytes_per_call(), None, "blocks alone are not bytes");
+        r.sites.push(AllocationSite {
+            tracer: "tracemalloc".into(),
+            bytes_per_call: 136.0,
+            blocks_per_call: 1.0,
+            frames: vec![Frame {
+                file: "t.py".into(),
+                line: 3,
+                code: Some("hoard.append(x)".into()),
+            }],
+        });
+        assert_eq!(r.bytes_per_call(), Some(136.0));
+        let text = r.to_text();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("'f' leaks ~136 B/call (1 blocks/call, sized by tracemalloc): 4 of 4 runs grew")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("also leaks ~8.8 B/call (heap): 4 of 4 runs grew")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("allocated (tracemalloc, innermost frame last):")
+        );
+        assert!(text.contains("    t.py:3: hoard.append(x)"));
+        assert!(text.contains("4 of at most 10 runs (retries)"));
+    }
+
+    #[test]
+    fn heap_growing_beyond_the_objects_leads() {
+        // A C leak of 200 B/call beside one small object a call.
+        let r = leak_report(200.0, 1.0);
+        assert_eq!(r.lead().map(|f| f.metric), Some(Metric::Heap));
+        assert_eq!(r.bytes_per_call(), Some(200.0));
+        assert!(r.verdict_line().contains("(heap)"));
+    }
+
+    #[test]
+    fn json_names_metrics_and_carries_the_schema_version() {
+        let r = leak_report(200.0, 1.0);
+        let v = r.to_json_value();
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(v["runs"][0]["growth"]["heap"], 40000);
+        assert_eq!(v["runs"][0]["growth"]["blocks"], 200);
+        assert_eq!(v["enabled"]["anon"], true);
+        assert_eq!(v["thresholds"].as_object().map(|m| m.len()), Some(METRIC_COUNT));
+        assert_eq!(v["lead_metric"], "heap");
+        assert_eq!(v["bytes_per_call"], 200.0);
+        assert_eq!(v["where"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn resource_leak_text_has_no_memory_figures() {
+        let mut r = leak_report(0.0, 0.0);
+        r.runs.clear();
+        r.total_calls = 11;
+        r.outcome = Outcome::ResourceLeak {
+            leaks: vec![ResourceLeak {
+                kind: ResourceKind::NativeThread,
+                count: 1,
+                calls: 1,
+                leaked: vec![],
+            }],
+        };
+        assert_eq!(
+            r.to_text(),
+            "detected 1 unclosed native C thread after calling 'f' 1 time\n11 calls (10 warm-up) in 0.10 s"
+        );
+    }
+
     #[test]
     fn svg_has_a_panel_per_metric_and_escapes_the_title() {
         let mut growth = Values::default();
@@ -505,10 +804,12 @@ mod tests {
             noise: Values::default(),
             thresholds: Values::default(),
             enabled: [true, true, false, false, false, false],
+            max_runs: 10,
             memory_budget: 1 << 26,
             peak_growth: 6400,
             seconds: 0.1,
             notes: vec![],
+            sites: vec![],
         };
         let svg = report.to_svg();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
@@ -533,7 +834,7 @@ mod tests {
         };
         assert_eq!(
             l.message("fun"),
-            "detected 1 unclosed file descriptor after calling 'fun' 1 time:\n* fd 5: pipe (pipe:[1])"
+            "detected 1 unclosed file descriptor after calling 'fun' 1 time\n* fd 5: pipe (pipe:[1])"
         );
         let l = ResourceLeak {
             count: 2,

@@ -53,9 +53,11 @@ pub enum Metric {
     Heap,
     /// malloc's own mmapped chunks (bytes): byte-exact.
     Mmap,
-    /// Private resident memory (bytes): page-granular. Sampled as the kernel's `RssAnon`
-    /// (resident anonymous memory), whose growth is USS growth for the anonymous memory that
-    /// leaks are made of, at a tenth of the cost of reading USS itself.
+    /// Resident anonymous memory (bytes): page-granular. The kernel's `RssAnon`
+    /// (`/proc/self/status`, proc(5)), named `anon`: leaked memory is anonymous memory, and
+    /// this counter costs a tenth of reading USS (`smaps_rollup`). It is not USS: shared
+    /// anonymous pages count too.
+    #[serde(rename = "anon")]
     Uss,
     /// Resident set size (bytes): page-granular.
     Rss,
@@ -87,15 +89,16 @@ impl Metric {
         match self {
             Metric::Heap => "heap",
             Metric::Mmap => "mmap",
-            Metric::Uss => "uss",
+            Metric::Uss => "anon",
             Metric::Rss => "rss",
             Metric::Vms => "vms",
             Metric::Blocks => "blocks",
         }
     }
 
-    /// The metric with that name.
+    /// The metric with that name; `uss`, psleak 0.1.6's name of private memory, is `anon`.
     pub fn from_name(name: &str) -> Option<Metric> {
+        let name = if name == "uss" { "anon" } else { name };
         Metric::ALL.into_iter().find(|m| m.name() == name)
     }
 
@@ -126,9 +129,22 @@ impl Metric {
     }
 }
 
-/// One value per metric, indexed by [`Metric::index`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// One value per metric, indexed by [`Metric::index`]. Serialized as an object keyed by
+/// metric name (`{"heap": 64, "mmap": 0, ...}`), so that JSON readers never depend on the
+/// order of the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Values(pub [i64; METRIC_COUNT]);
+
+impl Serialize for Values {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(METRIC_COUNT))?;
+        for m in Metric::ALL {
+            map.serialize_entry(m.name(), &self.get(m))?;
+        }
+        map.end()
+    }
+}
 
 impl Values {
     /// The value of one metric.

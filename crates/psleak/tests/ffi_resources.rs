@@ -40,7 +40,7 @@ fn pipe_leak_is_described() {
     assert!(
         report
             .to_text()
-            .starts_with("detected 2 unclosed file descriptors after calling 'leak_pipe' 1 time:"),
+            .starts_with("detected 2 unclosed file descriptors after calling 'leak_pipe' 1 time\n* fd "),
         "{report}"
     );
 }
