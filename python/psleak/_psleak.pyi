@@ -1,7 +1,7 @@
 """Stubs of the native module psleak._psleak (crates/psleak-python)."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 __all__ = [
     "BACKEND",
@@ -32,6 +32,7 @@ METRICS: list[str]
 
 class ProbeError(OSError): ...
 
+@final
 class CoreReport:
     def data(self) -> dict[str, Any]: ...
     def text(self) -> str: ...

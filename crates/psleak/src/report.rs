@@ -687,6 +687,8 @@ mod tests {
                 Run {
                     calls,
                     growth,
+                    churn: Values::default(),
+                    seconds: 0.01,
                     budget_stop: false,
                 }
             })
