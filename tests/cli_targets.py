@@ -29,6 +29,14 @@ def leak_bytes(size: int, *, times: int = 1) -> None:
     libc.malloc(size * times)
 
 
+HOARD: list[bytes] = []
+
+
+def py_leak() -> None:
+    """One Python object kept per call."""
+    HOARD.append(bytes(100))
+
+
 def fd_leak() -> None:
     """A pipe never closed."""
     os.pipe()

@@ -70,6 +70,22 @@ def test_json_output_parses() -> None:
     assert data["runs"][0]["calls"] == 50
 
 
+def test_python_leak_json_validates_and_names_only_user_frames() -> None:
+    import jsonschema
+
+    import psleak as package
+
+    r = psleak("check", "cli_targets:py_leak", "--times", "50", "--json")
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    jsonschema.validate(data, package.report_schema())
+    # at least the object; the list holding them adds its own growth at the same line
+    assert data["lead_metric"] == "blocks" and data["bytes_per_call"] >= 100
+    frames = data["where"][0]["frames"]
+    # The CLI's own frames (runpy, psleak's entry point and package) are left out.
+    assert [Path(f["file"]).name for f in frames] == ["cli_targets.py"], frames
+
+
 def test_knobs_are_applied() -> None:
     r = psleak(
         "check",

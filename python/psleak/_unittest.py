@@ -46,7 +46,8 @@ class MemoryLeakTestCase(unittest.TestCase):
     #: Most measured runs.
     retries: ClassVar[int] = _core.DEFAULTS["retries"]
     #: Growth per run tolerated: bytes for every metric, or a dict per metric
-    #: (``heap``, ``mmap``, ``uss``, ``rss``, ``vms``, ``blocks``).
+    #: (``heap``, ``mmap``, ``anon`` (or ``uss``, its name in psleak 0.1.6), ``rss``, ``vms``,
+    #: ``blocks``); a number of bytes lets through bytes/512 Python blocks.
     tolerance: ClassVar[int | dict[str, int]] = _core.DEFAULTS["tolerance"]
     #: Called before each precise measurement, to empty your own caches.
     trim_callback: ClassVar[Callable[[], Any] | None] = None

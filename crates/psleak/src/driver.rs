@@ -41,8 +41,8 @@ impl Sampler {
         let uss = match backend::memory_counters() {
             Ok(_) => true,
             Err(e) => {
-                notes.push(format!("uss not measured: {e}"));
-                enabled[Metric::Uss.index()] = false;
+                notes.push(format!("anon not measured: {e}"));
+                enabled[Metric::Anon.index()] = false;
                 false
             }
         };
@@ -65,7 +65,7 @@ impl Sampler {
         let mut v = self.malloc_sample()?;
         if self.uss {
             let c = backend::memory_counters()?;
-            v.set(Metric::Uss, c.anon as i64);
+            v.set(Metric::Anon, c.anon as i64);
             v.set(Metric::Rss, c.rss as i64);
             v.set(Metric::Vms, c.vms as i64);
         } else {

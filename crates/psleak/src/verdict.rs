@@ -57,8 +57,7 @@ pub enum Metric {
     /// (`/proc/self/status`, proc(5)), named `anon`: leaked memory is anonymous memory, and
     /// this counter costs a tenth of reading USS (`smaps_rollup`). It is not USS: shared
     /// anonymous pages count too.
-    #[serde(rename = "anon")]
-    Uss,
+    Anon,
     /// Resident set size (bytes): page-granular.
     Rss,
     /// Virtual memory size (bytes): catches untouched `mmap` leaks.
@@ -78,7 +77,7 @@ impl Metric {
     pub const ALL: [Metric; METRIC_COUNT] = [
         Metric::Heap,
         Metric::Mmap,
-        Metric::Uss,
+        Metric::Anon,
         Metric::Rss,
         Metric::Vms,
         Metric::Blocks,
@@ -89,7 +88,7 @@ impl Metric {
         match self {
             Metric::Heap => "heap",
             Metric::Mmap => "mmap",
-            Metric::Uss => "anon",
+            Metric::Anon => "anon",
             Metric::Rss => "rss",
             Metric::Vms => "vms",
             Metric::Blocks => "blocks",
@@ -113,14 +112,14 @@ impl Metric {
         match self {
             Metric::Heap | Metric::Mmap => 0,
             Metric::Blocks => 1,
-            Metric::Uss | Metric::Rss => 2,
+            Metric::Anon | Metric::Rss => 2,
             Metric::Vms => 3,
         }
     }
 
     /// Whether the kernel counts the metric in pages (`anon`, `rss`, `vms`).
     pub fn is_paged(self) -> bool {
-        matches!(self, Metric::Uss | Metric::Rss | Metric::Vms)
+        matches!(self, Metric::Anon | Metric::Rss | Metric::Vms)
     }
 
     /// Position in a [`Values`] array.
@@ -717,7 +716,7 @@ mod tests {
     fn policy() -> Policy {
         let mut p = Policy::new(200, 10, Values::default(), 64 << 20);
         // Page-granular metrics: a page of idle noise.
-        for m in [Metric::Uss, Metric::Rss, Metric::Vms] {
+        for m in [Metric::Anon, Metric::Rss, Metric::Vms] {
             p.idle_noise.set(m, 4096);
         }
         p
@@ -946,11 +945,11 @@ mod tests {
         // 64 KiB a call, page-granular, with the page floor: the third run is shortened to
         // fit the budget and the next would be a call or two.
         let mut p = policy();
-        for m in [Metric::Uss, Metric::Rss, Metric::Vms] {
+        for m in [Metric::Anon, Metric::Rss, Metric::Vms] {
             p.tolerance.set(m, 65536);
         }
-        let (d, runs) = simulate(&p, |_, n| (Metric::Uss, 65536 * n as i64));
-        assert_eq!(leak_metric(&d), Some(Metric::Uss), "{runs:?}");
+        let (d, runs) = simulate(&p, |_, n| (Metric::Anon, 65536 * n as i64));
+        assert_eq!(leak_metric(&d), Some(Metric::Anon), "{runs:?}");
         assert!(runs.iter().all(|r| r.calls >= 200), "{runs:?}");
     }
 
@@ -1070,11 +1069,11 @@ mod tests {
         for cost in [1e-3, CHEAP] {
             let (d, runs) = simulate_runs(&policy(), cost, |before, n| {
                 let mut g = Values::default();
-                g.set(Metric::Uss, paged(before, n, 64));
+                g.set(Metric::Anon, paged(before, n, 64));
                 g.set(Metric::Rss, paged(before, n, 64));
                 Run::new(n, g)
             });
-            assert_eq!(leak_metric(&d), Some(Metric::Uss), "{runs:?}");
+            assert_eq!(leak_metric(&d), Some(Metric::Anon), "{runs:?}");
         }
     }
 
@@ -1152,10 +1151,10 @@ mod tests {
         p.enabled[Metric::Mmap.index()] = false;
         let (d, runs) = simulate(&p, |before, n| {
             let pages = |c: u64| (c * 64).saturating_sub(256 * 1024).div_ceil(4096) as i64;
-            (Metric::Uss, 4096 * (pages(before + n) - pages(before)))
+            (Metric::Anon, 4096 * (pages(before + n) - pages(before)))
         });
-        assert_eq!(leak_metric(&d), Some(Metric::Uss), "{runs:?}");
-        let (d, runs) = simulate(&p, |_, _| (Metric::Uss, 0));
+        assert_eq!(leak_metric(&d), Some(Metric::Anon), "{runs:?}");
+        let (d, runs) = simulate(&p, |_, _| (Metric::Anon, 0));
         assert_eq!(d, Decision::Clean);
         assert_eq!(runs.last().map(|r| r.calls), Some(3200), "{runs:?}");
     }
