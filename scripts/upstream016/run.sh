@@ -10,6 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 py=${1:-$root/.venv/bin/python}
 shift || true
+# Absolute: the suite runs from a scratch directory. (No symlink resolution: a venv's
+# python must keep its path to find its site-packages.)
+[[ $py == /* || $py != */* ]] || py=$PWD/$py
 version=0.1.6
 work=$root/target/upstream-$version
 mkdir -p "$work"
