@@ -79,8 +79,8 @@ def test_python_leak_json_validates_and_names_only_user_frames() -> None:
     assert r.returncode == 1, r.stderr
     data = json.loads(r.stdout)
     jsonschema.validate(data, package.report_schema())
-    # at least the object; the list holding them adds its own growth at the same line
-    assert data["lead_metric"] == "blocks" and data["bytes_per_call"] >= 100
+    # the object (133 B), not the reallocation of the list that holds them
+    assert data["lead_metric"] == "blocks" and 100 <= data["bytes_per_call"] <= 200
     frames = data["where"][0]["frames"]
     # The CLI's own frames (runpy, psleak's entry point and package) are left out.
     assert [Path(f["file"]).name for f in frames] == ["cli_targets.py"], frames

@@ -537,39 +537,54 @@ def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3)
 
     tracemalloc sees what goes through Python's allocators (objects, ``PyMem_*``), not a
     raw C ``malloc``: for those the list is empty. Skipped when tracemalloc is already
-    tracing (the caller's own measurement is not disturbed). The calls are sized to stay
-    within a quarter of the memory budget.
+    tracing (the caller's own measurement is not disturbed). The calls, two windows of up
+    to 200, are sized to stay within a quarter of the memory budget.
     """
     if tracemalloc.is_tracing():
         return []
     byte_rates = [float(f["per_call"]) for f in data["outcome"]["findings"] if f["metric"] != "blocks"]
     per_call = max([1.0, *byte_rates])
-    calls = int(min(200, max(10, data["memory_budget"] / 4 / per_call)))
+    # Two windows of `calls` calls each, together within a quarter of the budget.
+    calls = int(min(200, max(10, data["memory_budget"] / 8 / per_call)))
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)]
     tracemalloc.start(16)
     try:
+        snapshots: list[tracemalloc.Snapshot] = []
         fun()
-        gc.collect()
-        before = tracemalloc.take_snapshot()
-        for _ in range(calls):
-            fun()
-        gc.collect()
-        after = tracemalloc.take_snapshot()
+        for _ in range(3):
+            if snapshots:
+                for _ in range(calls):
+                    fun()
+            gc.collect()
+            snapshots.append(tracemalloc.take_snapshot().filter_traces(ignore))
     finally:
         tracemalloc.stop()
-    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, linecache.__file__)]
-    stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback")
+    # A container the leak appends to is reallocated now and then; its old array, allocated
+    # before tracing began, is never seen freed, so a window holding a reallocation counts
+    # the whole new array. Of two windows, the smaller growth is the one without it.
+    windows = [
+        {stat.traceback: stat for stat in later.compare_to(earlier, "traceback")}
+        for earlier, later in zip(snapshots, snapshots[1:])
+    ]
     harness = _harness_paths()
-    sites = []
-    for stat in stats:
-        # Growth that keeps pace with the calls, not a one-off.
-        if stat.count_diff < calls // 2 or stat.size_diff <= 0:
+    sites: list[dict[str, Any]] = []
+    for traceback, first in windows[0].items():
+        second = windows[1].get(traceback)
+        if second is None:
             continue
-        frames = [f for f in stat.traceback if not _is_harness(f.filename, harness)]
+        # Growth that keeps pace with the calls in both windows, not a one-off.
+        if min(first.count_diff, second.count_diff) < calls // 2 or min(first.size_diff, second.size_diff) <= 0:
+            continue
+        frames = [f for f in traceback if not _is_harness(f.filename, harness)]
         tb = [(f.filename, f.lineno, linecache.getline(f.filename, f.lineno).strip() or None) for f in frames[-4:]]
         if tb:
             sites.append(
-                {"bytes_per_call": stat.size_diff / calls, "blocks_per_call": stat.count_diff / calls, "traceback": tb}
+                {
+                    "bytes_per_call": min(first.size_diff, second.size_diff) / calls,
+                    "blocks_per_call": min(first.count_diff, second.count_diff) / calls,
+                    "traceback": tb,
+                }
             )
-        if len(sites) == top:
-            break
+    sites.sort(key=lambda site: -float(site["bytes_per_call"]))
+    return sites[:top]
     return sites
