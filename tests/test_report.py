@@ -106,7 +106,7 @@ def test_check_passes_arguments_and_verbosity(capsys: pytest.CaptureFixture[str]
     assert report.clean
     err = capsys.readouterr().err
     assert "psleak: run 1/10: 5 calls" in err
-    assert err.rstrip().endswith("(budget 64.0 MiB)")  # verbosity 1: the report
+    assert "<lambda>' is clean\n" in err and "(budget 64.0 MiB)" in err  # verbosity 1: the report
     with pytest.raises(ValueError, match="verbosity must be >= 0"):
         psleak.check(c_clean, verbosity=-1)
 
