@@ -59,6 +59,17 @@ def test_python_leak_json_names_its_metrics() -> None:
     HOARD.clear()
 
 
+def test_schema_rejects_positional_metrics() -> None:
+    data = psleak.check(c_clean).data
+    data["runs"][0]["growth"] = list(data["runs"][0]["growth"].values())  # the old, unnamed form
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
+    del data["runs"][0]
+    data["schema_version"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
+
+
 def test_findings_and_bytes_per_call_are_typed() -> None:
     HOARD.clear()
     report = psleak.check(grow, 1)

@@ -196,13 +196,13 @@ impl CoreReport {
         blocks_per_call: f64,
         frames: Vec<(String, u32, Option<String>)>,
     ) {
-        self.inner.sites.push(psleak::AllocationSite {
+        self.inner.traced_sites.push(psleak::TracedSite {
             tracer,
             bytes_per_call,
             blocks_per_call,
             frames: frames
                 .into_iter()
-                .map(|(file, line, code)| psleak::Frame { file, line, code })
+                .map(|(file, line, code)| psleak::TracedFrame { file, line, code })
                 .collect(),
         });
     }

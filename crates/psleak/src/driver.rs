@@ -137,7 +137,7 @@ impl<'a, H: Host> Driver<'a, H> {
             peak_growth: 0,
             seconds: self.started.elapsed().as_secs_f64(),
             notes: self.notes.clone(),
-            sites: Vec::new(),
+            traced_sites: Vec::new(),
         }
     }
 

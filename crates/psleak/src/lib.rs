@@ -97,7 +97,7 @@ pub use check::{CheckError, Checkers, Host, LeakCheck, Phase, Progress, DEFAULT_
 pub use error::{Error, Result};
 pub use probes::{FdInfo, FdKind, MallocStats, MemoryCounters, ProcessMemory, ThreadInfo};
 pub use report::{
-    format_bytes, AllocationSite, Frame, Outcome, Report, Resource, ResourceKind, ResourceLeak,
+    format_bytes, Outcome, Report, Resource, ResourceKind, ResourceLeak, TracedFrame, TracedSite,
     SCHEMA_VERSION,
 };
 pub use sys::BACKEND;

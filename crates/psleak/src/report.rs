@@ -1,6 +1,6 @@
 //! The report of a check: what was run, what grew, the verdict, what was left open, and
 //! where a leak allocates. The [`Report`] is the one model of it; front ends fill in what
-//! only they can find ([`Report::sites`]: Python's tracemalloc) and this module renders it:
+//! only they can find ([`Report::traced_sites`]: Python's tracemalloc) and this module renders it:
 //! text for people ([`Report::to_text`]), JSON for tools ([`Report::to_json`], described
 //! by the JSON Schema the Python package ships as `psleak/report.schema.json`).
 
@@ -191,10 +191,10 @@ pub enum Outcome {
 /// meaning or goes away (adding a field does not change it).
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// One frame of the stack of an allocation site.
+/// One frame of the stack of a [`TracedSite`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Frame {
-    /// Source file (or the shared object of a native frame without debug information).
+pub struct TracedFrame {
+    /// Source file.
     pub file: String,
     /// Line number; 0 when unknown.
     pub line: u32,
@@ -202,10 +202,11 @@ pub struct Frame {
     pub code: Option<String>,
 }
 
-/// A place whose allocations grew with the calls, found after a memory-leak verdict by
-/// calling the function again under a tracer.
+/// A place whose allocations grew with the calls, found after a memory-leak verdict by a
+/// front end calling the function again under its runtime's tracer (Python: tracemalloc,
+/// which sees objects and `PyMem_*`, not raw C `malloc`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AllocationSite {
+pub struct TracedSite {
     /// What saw the allocations (`"tracemalloc"`).
     pub tracer: String,
     /// Growth per call of the memory allocated there, bytes.
@@ -213,7 +214,7 @@ pub struct AllocationSite {
     /// Growth per call of the number of blocks allocated there.
     pub blocks_per_call: f64,
     /// The stack, innermost frame last, without the frames of test harnesses.
-    pub frames: Vec<Frame>,
+    pub frames: Vec<TracedFrame>,
 }
 
 /// Everything a check measured and decided.
@@ -253,7 +254,7 @@ pub struct Report {
     /// Where a memory leak allocates, largest first, as filled in by a front end after the
     /// verdict (Python: tracemalloc). Empty when nothing traced it.
     #[serde(rename = "where")]
-    pub sites: Vec<AllocationSite>,
+    pub traced_sites: Vec<TracedSite>,
 }
 
 fn by_metric_name<S: serde::Serializer>(
@@ -363,7 +364,7 @@ impl Finding {
 impl Report {
     /// Total bytes per call of the allocation sites, when a tracer found any.
     fn site_bytes_per_call(&self) -> Option<f64> {
-        (!self.sites.is_empty()).then(|| self.sites.iter().map(|s| s.bytes_per_call).sum())
+        (!self.traced_sites.is_empty()).then(|| self.traced_sites.iter().map(|s| s.bytes_per_call).sum())
     }
 
     /// The finding that best measures what leaks, which the verdict leads with.
@@ -403,7 +404,7 @@ impl Report {
 
     /// The summary line of the leading finding, sized by the sites when it counts blocks.
     fn lead_summary(&self, lead: &Finding) -> String {
-        match (lead.metric, self.site_bytes_per_call(), self.sites.first()) {
+        match (lead.metric, self.site_bytes_per_call(), self.traced_sites.first()) {
             (Metric::Blocks, Some(bytes), Some(site)) => {
                 let s = lead.summary(&self.runs);
                 let (_, rest) = s.split_once(": ").unwrap_or((&s, ""));
@@ -517,7 +518,7 @@ impl Report {
     /// "allocated (tracemalloc, innermost frame last):" and the sites, one block each.
     fn write_sites(&self, s: &mut String) {
         let mut tracer: Option<&str> = None;
-        for site in &self.sites {
+        for site in &self.traced_sites {
             if tracer != Some(site.tracer.as_str()) {
                 tracer = Some(&site.tracer);
                 let _ = write!(s, "\nallocated ({}, innermost frame last):", site.tracer);
@@ -712,7 +713,7 @@ mod tests {
             peak_growth: 1 << 20,
             seconds: 0.1,
             notes: vec![],
-            sites: vec![],
+            traced_sites: vec![],
         }
     }
 
@@ -722,11 +723,11 @@ mod tests {
         let mut r = leak_report(8.8, 1.0);
         assert_eq!(r.lead().map(|f| f.metric), Some(Metric::Blocks));
         assert_eq!(r.bytes_per_call(), None, "blocks alone are not bytes");
-        r.sites.push(AllocationSite {
+        r.traced_sites.push(TracedSite {
             tracer: "tracemalloc".into(),
             bytes_per_call: 136.0,
             blocks_per_call: 1.0,
-            frames: vec![Frame {
+            frames: vec![TracedFrame {
                 file: "t.py".into(),
                 line: 3,
                 code: Some("hoard.append(x)".into()),
@@ -811,7 +812,7 @@ mod tests {
             peak_growth: 6400,
             seconds: 0.1,
             notes: vec![],
-            sites: vec![],
+            traced_sites: vec![],
         };
         let svg = report.to_svg();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
