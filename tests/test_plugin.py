@@ -383,6 +383,7 @@ def test_summary_says_what_ran_and_what_is_less_reliable(
     inner.makepyfile(
         """
         import pytest
+        import psleak
         from leaks import c_clean, c_leak
 
         def test_clean(leakcheck):
@@ -394,19 +395,23 @@ def test_summary_says_what_ran_and_what_is_less_reliable(
         @pytest.mark.leakcheck(times=20)
         def test_body():
             c_clean()
+
+        class TestCase(psleak.MemoryLeakTestCase):  # counted too, like any check in a test
+            def test_clean(self):
+                self.execute(c_clean, times=20)
         """
     )
     monkeypatch.delenv("PYTHONMALLOC", raising=False)
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     result = inner.runpytest()
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
-        ["*- psleak -*", "3 leak checks in * s: 1 found leaking", "PYTHONMALLOC=malloc not set: *"]
+        ["*- psleak -*", "4 leak checks in * s: 1 found leaking", "PYTHONMALLOC=malloc not set: *"]
     )
     monkeypatch.setenv("PYTHONMALLOC", "malloc")
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     result = inner.runpytest("-k", "clean")
-    result.stdout.fnmatch_lines(["1 leak check in * s: none leaked", "tests ran in parallel (xdist)*"])
+    result.stdout.fnmatch_lines(["2 leak checks in * s: none leaked", "tests ran in parallel (xdist)*"])
     result.stdout.no_fnmatch_line("PYTHONMALLOC*")
 
 

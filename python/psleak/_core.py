@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import tracemalloc
 import warnings
 from collections.abc import Callable, Mapping
@@ -441,6 +442,11 @@ class _PythonHooks:
             self.froze = False
 
 
+#: The checks made in this process: [checks, leaks found, seconds]. The pytest plugin reads
+#: it around each test for its summary.
+STATS: list[float] = [0, 0, 0.0]
+
+
 def check(
     fun: Callable[..., Any],
     /,
@@ -458,6 +464,7 @@ def check(
     checkers: Checkers = k["checkers"]
     if progress is None and k["verbosity"] >= 2:
         progress = _print_progress
+    started = time.perf_counter()
     target = functools.partial(fun, *args) if args else fun
     gate = _CaptureGate(target)
     hooks = _PythonHooks(checkers, k["trim_callback"])
@@ -490,6 +497,9 @@ def check(
     finally:
         gate.open()
     report = Report(data, core.text(), hooks.gc_objects, core.svg())
+    STATS[0] += 1
+    STATS[1] += 0 if report.clean else 1
+    STATS[2] += time.perf_counter() - started
     if k["verbosity"] >= 1:
         print(report.text, file=sys.stderr, flush=True)  # noqa: T201 - verbosity 1 asks for it
     return report

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import time
+import sys
 import unittest
 from typing import TYPE_CHECKING, Any
 
@@ -112,12 +112,24 @@ def _config_knobs(config: pytest.Config) -> dict[str, Any]:
     return knobs
 
 
-def _record(item: pytest.Item, report: Report, seconds: float) -> None:
-    """Counts a check made in ``item``, for the terminal summary."""
-    checks = item.stash.setdefault(_ITEM_CHECKS, [0, 0, 0.0])
-    checks[0] += 1
-    checks[1] += 0 if report.clean else 1
-    checks[2] += seconds
+def _checks_so_far() -> list[float]:
+    """[checks, leaks, seconds] of this process so far: every check counts, whichever front
+    end made it (fixture, marker, MemoryLeakTestCase, psleak.check). Zeros while the native
+    module is not loaded: no check can have run."""
+    # The package's attribute, as `from . import _core` finds it (pytester's in-process runs
+    # take submodules out of sys.modules, not off the package).
+    core = vars(sys.modules[__package__]).get("_core") if __package__ in sys.modules else None
+    return list(getattr(core, "STATS", (0, 0, 0.0)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Counts the checks the test made, for the terminal summary."""
+    before = _checks_so_far()
+    yield
+    made = [after - b for after, b in zip(_checks_so_far(), before)]
+    if made[0]:
+        item.stash[_ITEM_CHECKS] = made
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -252,9 +264,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
     funcargs = pyfuncitem.funcargs
     body = functools.partial(pyfuncitem.obj, **{arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames})
-    started = time.perf_counter()
     report = _core.check(body, name=pyfuncitem.name, **knobs)
-    _record(pyfuncitem, report, time.perf_counter() - started)
     _raise_for_leak(report)
     return True
 
@@ -297,10 +307,7 @@ class LeakCheck:
 
         given = {k: v for k, v in knobs.items() if v is not None}
         resolved = _core.resolve_knobs(None, **{**self.defaults, **given})
-        started = time.perf_counter()
         report = _core.check(fun, *args, **resolved)
-        if self.item is not None:
-            _record(self.item, report, time.perf_counter() - started)
         self.reports.append(report)
         _raise_for_leak(report)
         return report
