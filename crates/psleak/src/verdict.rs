@@ -1170,7 +1170,7 @@ mod tests {
         for seed in 1..=20u64 {
             let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
             let fill = |c: u64| 54_000.0 * (1.0 - (-(c as f64) / 600.0).exp());
-            let (d, runs) = simulate(&p, |before, n| {
+            let (d, _runs) = simulate(&p, |before, n| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
