@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help venv develop demo test test-rust test-python test-psutil test-upstream lint fmt bench clean check-macos
+.PHONY: help venv develop demo test test-rust test-python test-psutil test-upstream lint fmt bench clean check-macos numpy-venvs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,8 +42,25 @@ test-rust:  ## cargo tests, one test thread (probes measure the whole process); 
 	cargo test -p psleak -q $(CARGO_TEST_FLAGS) -- --test-threads=1
 	RUSTFLAGS="--cfg psleak_unsupported -D warnings" CARGO_TARGET_DIR=target/unsupported \
 		cargo test -p psleak -q --lib -- --test-threads=1 sys::unsupported
+	# the binding's pure helpers (census merge and sort); nothing there calls into Python
+	cargo test -p psleak-python -q --lib
 
-test-python: develop  ## pytest, serially (leak tests measure the whole process)
+# numpy 1.24.0's ndarray.fill(v) on an object array keeps a reference to v per call (fixed
+# in 1.24.1): tests/test_refcount_numpy.py checks psleak reports one and passes the other.
+# Each lives in its own venv: two versions cannot share one, and pinning a buggy numpy in
+# .venv would hold back whatever else the tests install. Wheels only (no source build);
+# where no wheel fits this Python, the venv is not made and the test skips.
+NUMPY_VERSIONS := 1.24.0 1.24.1
+
+numpy-venvs:  ## venvs .venv-numpy-<v> with numpy 1.24.0 (leaks references) and 1.24.1 (fixed)
+	@for v in $(NUMPY_VERSIONS); do \
+		if .venv-numpy-$$v/bin/python -c "import numpy" 2>/dev/null; then continue; fi; \
+		python3 -m venv .venv-numpy-$$v && \
+		.venv-numpy-$$v/bin/pip install -q --only-binary=:all: numpy==$$v || \
+		{ echo "numpy $$v: no wheel for this Python; its test will skip"; rm -rf .venv-numpy-$$v; }; \
+	done
+
+test-python: develop numpy-venvs  ## pytest, serially (leak tests measure the whole process)
 	$(PY) -m pytest -q -p no:xdist tests
 
 test-upstream: develop  ## psleak 0.1.6's own test suite (sdist fetched from PyPI) against this psleak
@@ -66,10 +83,11 @@ test-psutil: develop  ## psutil 7.2.2's test_memleaks.py under our psleak, once;
 BENCH_ARGS ?=
 PSUTIL_ROUNDS ?= 10
 
-bench: develop  ## benchmarks: probes vs psutil; leak matrix and psutil's leak tests vs psleak 0.1.6 (BENCH_ARGS="--repeat 5", PSUTIL_ROUNDS=10 by default)
+bench: develop  ## benchmarks: probes vs psutil; refcount census at 1M objects; leak matrix and psutil's leak tests vs psleak 0.1.6 (BENCH_ARGS="--repeat 5", PSUTIL_ROUNDS=10 by default)
 	$(PY) bench/probes.py
+	$(PY) bench/census.py
 	$(PY) bench/matrix.py $(BENCH_ARGS)
 	$(PY) bench/psutil_client.py --rounds $(PSUTIL_ROUNDS)
 
 clean:  ## remove build products and .venv
-	rm -rf target $(VENV) .venv-psleak016 .venv-psutil .venv-psutil-psleak016 tests/ext/*.so
+	rm -rf target $(VENV) .venv-psleak016 .venv-psutil .venv-psutil-psleak016 .venv-numpy-* tests/ext/*.so

@@ -93,7 +93,7 @@ def run(name: str, result_path: str) -> None:
     result: dict[str, Any] = {"tool_version": ver, "pythonmalloc": os.environ.get("PYTHONMALLOC")}
     start = time.perf_counter()
     try:
-        Case().execute(case.fun, **case.execute_kwargs(psleak))
+        Case().execute(case.fun, *case.args, **case.execute_kwargs(psleak))
         result["outcome"] = "clean"
     except unittest.SkipTest as e:
         result.update(outcome="skipped", message=str(e))

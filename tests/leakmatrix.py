@@ -47,6 +47,14 @@ Groups (``Case.kind``):
     ``gc.DEBUG_SAVEALL`` they show up in ``gc.garbage``, which psleak
     reports as ``UncollectableGarbageError``; the twin creates the same
     objects without a cycle.
+``refleak``
+    References taken and never given back, which grow no memory: ``Py_INCREF`` of an
+    argument (as numpy 1.24.0's ``ndarray.fill(v)`` on an object array), passed as
+    ``execute(f, v)`` (``Case.args``) and through a closure (``execute(lambda: f(v))``);
+    of an argument on one call in ten; of a module-level object, no argument at all; of a
+    heap type by its instances' ``tp_dealloc`` (no ``Py_DECREF(Py_TYPE(self))``). Each
+    has a twin that gives the reference back; the look-alike keeps the last 256 arguments
+    (a bounded cache of references).
 ``lookalike``
     Clean code whose profile resembles a leak and must NOT be reported:
     a bounded cache (one ``malloc(128)`` per call into 1000 static slots,
@@ -127,8 +135,9 @@ FD = "UnclosedFdError"
 NATIVE_THREAD = "UnclosedNativeThreadError"
 PYTHON_THREAD = "UnclosedPythonThreadError"
 GARBAGE = "UncollectableGarbageError"
+REFCOUNT = "RefcountLeakError"
 
-EXPECTATIONS = (MEMORY, FD, NATIVE_THREAD, PYTHON_THREAD, GARBAGE)
+EXPECTATIONS = (MEMORY, FD, NATIVE_THREAD, PYTHON_THREAD, GARBAGE, REFCOUNT)
 
 KINDS = (
     "malloc",
@@ -140,6 +149,7 @@ KINDS = (
     "python_thread",
     "python_memory",
     "garbage",
+    "refleak",
     "lookalike",
     # [matrix] issue 9 / issue 10
     "churn",
@@ -193,6 +203,7 @@ class Case:
     knobs: tuple[tuple[str, Any], ...] = ()
     # the expected allocation site of a native leak: (C function, source file name)
     site: tuple[str, str] | None = None
+    args: tuple = ()  # positional arguments: execute(fun, *args)
 
     @property
     def leaks(self) -> bool:
@@ -539,6 +550,7 @@ def _build_cases() -> list[Case]:
         fun = getattr(ext, f"lookalike_{name}")
         c.append(Case(f"lookalike_{name}", fun, None, "lookalike", note, heavy))
     c += _matrix_cases()
+    c += _refleak_cases()
     return c
 
 
@@ -624,6 +636,55 @@ def _matrix_cases() -> list[Case]:
         ("site_churn", "malloc(16) + 1000-byte buffers freed every 500 calls", ("lm_site_churn_alloc", src)),
     ]:
         c += _leak_twin(stem, "native_site", MEMORY, note, site=site)
+    return c
+
+
+# --- references taken and never given back (kind "refleak")
+
+
+class RefTarget:
+    """A long-lived argument whose count the refleak cases raise (or not)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"RefTarget({self.name!r})"
+
+
+def _closure_case(name: str, fun: Callable[[object], object], expect: str | None, note: str) -> Case:
+    target = RefTarget(name)
+
+    def call():
+        return fun(target)
+
+    call.__name__ = call.__qualname__ = f"{name}(lambda)"
+    return Case(name, call, expect, "refleak", note)
+
+
+def _refleak_cases() -> list[Case]:
+    c: list[Case] = []
+    for stem, note in [
+        ("incref_arg", "Py_INCREF(arg), never given back"),
+        ("incref_arg_rare", "Py_INCREF(arg) kept on one call in ten"),
+    ]:
+        for prefix, expect in (("leak_", REFCOUNT), ("clean_", None)):
+            fun = getattr(ext, prefix + stem)
+            c.append(Case(prefix + stem, fun, expect, "refleak", note, args=(RefTarget(prefix + stem),)))
+    c.append(_closure_case("leak_incref_arg_closure", ext.leak_incref_arg, REFCOUNT, "Py_INCREF(v) in a lambda"))
+    c.append(_closure_case("clean_incref_arg_closure", ext.clean_incref_arg, None, "Py_INCREF(v) in a lambda"))
+    c += _pair("incref_global", "refleak", REFCOUNT, "Py_INCREF(module-level object), no argument")
+    c += _pair("heaptype_dealloc", "refleak", REFCOUNT, "heap type's tp_dealloc without Py_DECREF(type)")
+    c.append(
+        Case(
+            "lookalike_ref_ring",
+            ext.lookalike_ref_ring,
+            None,
+            "refleak",
+            "keeps the last 256 arguments",
+            args=(RefTarget("lookalike_ref_ring"),),
+        )
+    )
     return c
 
 

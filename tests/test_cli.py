@@ -103,7 +103,15 @@ def test_knobs_are_applied() -> None:
     assert len(data["runs"]) <= 2
     # heap and rss as given (the others 0), page metrics at least their 16-page floor, and
     # blocks the least byte tolerance (0) over 512
-    assert data["thresholds"] == {"heap": 100, "mmap": 0, "anon": 65536, "rss": 65536, "vms": 65536, "blocks": 0}
+    assert data["thresholds"] == {
+        "heap": 100,
+        "mmap": 0,
+        "anon": 65536,
+        "rss": 65536,
+        "vms": 65536,
+        "blocks": 0,
+        "refs": 0,
+    }
 
 
 def test_fd_leak_exits_1() -> None:

@@ -141,7 +141,7 @@ def test_every_extension_function_is_catalogued():
 def test_clean_case_runs(case):
     fds = num_fds()
     for _ in range(3):
-        case.fun()
+        case.fun(*case.args)
     if case.kind in ("fd", "lookalike"):
         assert num_fds() == fds
 
@@ -150,7 +150,7 @@ def test_clean_case_runs(case):
 def test_leak_case_runs(case):
     fds = num_fds()
     threads = threading.active_count()
-    case.fun()
+    case.fun(*case.args)
     if case.expect == leakmatrix.FD:
         for _ in range(100):  # leak_fd_every_50th leaks on one call in 50
             if num_fds() > fds:
@@ -440,3 +440,56 @@ def test_unjoined_python_threads():
     assert threading.active_count() == threads + 1
     leakmatrix.cleanup()
     assert threading.active_count() == threads
+
+
+# --- references taken and never given back (kind "refleak")
+
+
+@pytest.mark.parametrize(
+    ("fun", "calls", "taken"),
+    [
+        (ext.leak_incref_arg, 20, 20),
+        (ext.clean_incref_arg, 20, 0),
+        (ext.leak_incref_arg_rare, 20, 2),
+        (ext.clean_incref_arg_rare, 20, 0),
+        (ext.lookalike_ref_ring, 300, 256),
+    ],
+    ids=lambda v: getattr(v, "__name__", str(v)),
+)
+def test_refleak_functions_take_references(fun, calls, taken):
+    target = leakmatrix.RefTarget("probe")
+    if fun is ext.leak_incref_arg_rare:
+        while True:  # start on a call number that is a multiple of ten
+            before = sys.getrefcount(target)
+            fun(target)
+            if sys.getrefcount(target) > before:
+                break
+    before = sys.getrefcount(target)
+    for _ in range(calls):
+        fun(target)
+    after = sys.getrefcount(target)
+    assert after - before == taken
+    if fun is ext.lookalike_ref_ring:
+        # the ring gives the references back as other objects take their slots
+        for _ in range(256):
+            fun(None)
+        after = sys.getrefcount(target)
+        assert after == before
+
+
+def test_refleak_global_is_a_module_attribute():
+    before = sys.getrefcount(ext.refleak_global)
+    ext.leak_incref_global()
+    ext.clean_incref_global()
+    after = sys.getrefcount(ext.refleak_global)  # outside the assert: pytest keeps its operands
+    assert after == before + 1
+
+
+@pytest.mark.parametrize(("fun", "kept"), [(ext.leak_heaptype_dealloc, 5), (ext.clean_heaptype_dealloc, 0)])
+def test_refleak_heaptype_dealloc(fun, kept):
+    tp = ext.LeakyDealloc if fun is ext.leak_heaptype_dealloc else ext.CleanDealloc
+    before = sys.getrefcount(tp)
+    for _ in range(5):
+        fun()
+    after = sys.getrefcount(tp)
+    assert after - before == kept

@@ -49,7 +49,7 @@ def test_matrix_case(case: leakmatrix.Case) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # PYTHONMALLOC not set: expected
         try:
-            report = Case().execute(case.fun, **case.execute_kwargs(psleak))
+            report = Case().execute(case.fun, *case.args, **case.execute_kwargs(psleak))
         except psleak.Error as e:
             got = type(e).__name__
             assert got == case.expect, f"{case.name}: expected {case.expect}, got {got}:\n{e}"

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._errors import (
         Error,
         MemoryLeakError,
+        RefcountLeakError,
         UnclosedFdError,
         UnclosedHandleError,
         UnclosedHeapCreateError,
@@ -59,6 +60,7 @@ _WHERE: dict[str, str] = {
         (
             "Error",
             "MemoryLeakError",
+            "RefcountLeakError",
             "UncollectableGarbageError",
             "UnclosedFdError",
             "UnclosedHandleError",
@@ -127,6 +129,7 @@ __all__ = [
     "MemoryLeakError",
     "MemoryLeakTestCase",
     "ProbeError",
+    "RefcountLeakError",
     "Report",
     "ThreadInfo",
     "UnclosedFdError",

@@ -13,7 +13,9 @@ class Checkers:
     ``memory``: growth over many calls. ``fds``: file descriptors left open (POSIX).
     ``handles``: handles left open (Windows; ignored elsewhere). ``c_threads``: native
     threads left running. ``py_threads``: Python threads left running. ``gcgarbage``:
-    objects left to the cyclic garbage collector.
+    objects left to the cyclic garbage collector. ``refcounts``: reference counts that
+    rise with the calls (a reference census before and after the memory runs; needs
+    ``memory``).
     """
 
     memory: bool = True
@@ -22,6 +24,7 @@ class Checkers:
     c_threads: bool = True
     py_threads: bool = True
     gcgarbage: bool = True
+    refcounts: bool = True
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

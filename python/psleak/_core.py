@@ -22,11 +22,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import _psleak
+from . import _psleak, _refcount
 from ._checkers import Checkers
 from ._errors import (
     Error,
     MemoryLeakError,
+    RefcountLeakError,
     UnclosedFdError,
     UnclosedHandleError,
     UnclosedHeapCreateError,
@@ -51,8 +52,8 @@ DEFAULTS: dict[str, Any] = {
 KNOBS = tuple(DEFAULTS)
 #: The metrics a check measures, in report order.
 METRICS: tuple[str, ...] = tuple(_psleak.METRICS)
-#: The metrics in bytes (all but ``blocks``, a count).
-BYTE_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "blocks")
+#: The metrics in bytes (all but ``blocks`` and ``refs``, counts).
+BYTE_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m not in ("blocks", "refs"))
 #: Older names of metrics, accepted in ``tolerance`` dicts: psleak 0.1.6 calls the
 #: private anonymous memory ``uss``.
 METRIC_ALIASES: dict[str, str] = {"uss": "anon"} if "anon" in METRICS else {}
@@ -211,16 +212,17 @@ def report_schema() -> dict[str, Any]:
 
 class Finding:
     """One metric on which memory leaks: ``metric`` (``heap``, ``blocks``...), ``per_call``
-    (growth per call, in ``unit``), ``unit`` (``"bytes"``, or ``"blocks"`` for Python's
-    block count), ``runs_grown`` of ``runs_total`` measured runs grew, ``reason``
-    (``consistent``, ``persistent`` or ``budget``)."""
+    (growth per call, in ``unit``), ``unit`` (``"bytes"``, ``"blocks"`` for Python's block
+    count, ``"refs"`` for references to what the function holds), ``runs_grown`` of
+    ``runs_total`` measured runs grew, ``reason`` (``consistent``, ``persistent`` or
+    ``budget``)."""
 
     __slots__ = ("metric", "per_call", "reason", "runs_grown", "runs_total", "unit")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.metric = str(data["metric"])
         self.per_call = float(data["per_call"])
-        self.unit = "blocks" if self.metric == "blocks" else "bytes"
+        self.unit = self.metric if self.metric in ("blocks", "refs") else "bytes"
         self.runs_grown = int(data["runs_grown"])
         self.runs_total = int(data["runs_total"])
         self.reason = str(data["reason"])
@@ -299,6 +301,8 @@ class Report:
         """The exception this report stands for, or None when clean. Its message is the
         report's text."""
         outcome = self.data["outcome"]
+        if _refcount.is_refcount_leak(outcome):
+            return RefcountLeakError(self.text, report=self)
         if outcome["verdict"] == "memory_leak":
             return MemoryLeakError(self.text, report=self)
         if outcome["verdict"] != "resource_leak":
@@ -388,6 +392,7 @@ class _PythonHooks:
         self.gc_debugger: GCDebugger | None = None
         self.gc_objects: dict[str, Any] = {}
         self.froze = False
+        self.census: _refcount.Census | None = None
 
     def open(self) -> None:
         """Freezes what exists before the check (gc.freeze): the full collection before
@@ -398,6 +403,8 @@ class _PythonHooks:
             gc.collect()
             gc.freeze()
             self.froze = True
+        if self.checkers.refcounts:
+            self.census = _refcount.Census(unfreeze=self.froze)
 
     def settle(self) -> None:
         if self.trim_callback is not None:
@@ -406,6 +413,10 @@ class _PythonHooks:
 
     def resources(self, phase: str) -> list[dict[str, str]]:
         out = []
+        if self.census is not None and phase == "before_runs":
+            self.census.before()
+        if self.census is not None and phase == "after_runs":
+            self.census.after()
         if self.checkers.gcgarbage and phase == "before_call":
             self.gc_debugger = GCDebugger().__enter__()
         if self.checkers.gcgarbage and phase == "after_call":
@@ -453,11 +464,14 @@ def check(
     *args: Any,
     name: str | None = None,
     progress: Callable[[dict[str, Any]], Any] | None = None,
+    subject: object = None,
     **knobs: Any,
 ) -> Report:
     """Runs a leak check of ``fun(*args)`` and returns the :class:`Report`. Knobs not given
     take :data:`DEFAULTS`; ``verbosity=1`` prints the report to stderr, ``2`` also a line
-    per run. Exceptions raised by ``fun`` propagate."""
+    per run. Exceptions raised by ``fun`` propagate. ``subject``: the user's callable when ``fun``
+    wraps it (its arguments and ``self`` are the objects whose counts the ``refs`` metric
+    follows); ``fun(*args)`` by default."""
     if not callable(fun):
         raise TypeError(f"'fun' must be callable (got {fun!r})")
     k = resolve_knobs(None, **knobs)
@@ -468,6 +482,7 @@ def check(
     target = functools.partial(fun, *args) if args else fun
     gate = _CaptureGate(target)
     hooks = _PythonHooks(checkers, k["trim_callback"])
+    held = _refcount.HeldReferences(target if subject is None else subject) if checkers.refcounts else None
     try:
         hooks.open()
         try:
@@ -484,19 +499,24 @@ def check(
                 threads=checkers.c_threads,
                 settle=hooks.settle,
                 blocks=sys.getallocatedblocks,
-                resources=hooks.resources if (checkers.py_threads or checkers.gcgarbage) else None,
+                refs=held,
+                resources=hooks.resources
+                if (checkers.py_threads or checkers.gcgarbage or checkers.refcounts)
+                else None,
                 progress=progress,
             )
+            data, text = _refcount.judged(core.data(), core.text(), held, hooks.census, gate, hooks.settle, target)
         finally:
             hooks.close()
-        data = core.data()
-        if data["outcome"]["verdict"] == "memory_leak":
+        if data["outcome"]["verdict"] == "memory_leak" and not _refcount.is_refcount_leak(data["outcome"]):
             for site in allocation_sites(gate, data):
                 core.add_site("tracemalloc", site["bytes_per_call"], site["blocks_per_call"], site["traceback"])
-            data = core.data()
+            data, text = core.data(), core.text()
+        if hooks.census is not None:
+            data, text = _refcount.with_notes(data, text, hooks.census.notes)
     finally:
         gate.open()
-    report = Report(data, core.text(), hooks.gc_objects, core.svg())
+    report = Report(data, text, hooks.gc_objects, core.svg())
     STATS[0] += 1
     STATS[1] += 0 if report.clean else 1
     STATS[2] += time.perf_counter() - started

@@ -24,6 +24,19 @@ class MemoryLeakError(Error):
         self.report = report
 
 
+class RefcountLeakError(MemoryLeakError):
+    """References taken and never given back: an object's reference count rises with the
+    calls (a ``Py_INCREF`` without its ``Py_DECREF``) although memory may not grow at all,
+    as when the object is an argument, a module global or ``None``. A subclass of
+    :class:`MemoryLeakError`, so ``except MemoryLeakError`` clauses catch it too.
+
+    Its report is a memory leak led by the ``refs`` metric;
+    ``report.data["refcounts"]`` lists the objects: ``type``, ``repr``, ``role``
+    (``"argument 0"``, ``"bound self"``... when the object is one the function holds),
+    ``refs_per_call``, ``refs`` and ``calls``.
+    """
+
+
 class UnclosedResourceError(Error):
     """A call left resources open. ``count`` is how many more there were after the calls
     than before, ``fun_name`` the function, ``extras`` the new resources, described."""
@@ -97,6 +110,7 @@ class UncollectableGarbageError(UnclosedResourceError):
 for _cls in (
     Error,
     MemoryLeakError,
+    RefcountLeakError,
     UnclosedResourceError,
     UnclosedFdError,
     UnclosedHandleError,

@@ -8,9 +8,11 @@ __all__ = [
     "BUILD_PROFILE",
     "DEFAULT_MEMORY_BUDGET",
     "METRICS",
+    "Census",
     "CoreReport",
     "ProbeError",
     "__version__",
+    "census_growth",
     "fd_count",
     "fd_list",
     "format_bytes",
@@ -19,6 +21,7 @@ __all__ = [
     "memory_counters",
     "memory_quick",
     "process_memory",
+    "refcount_census",
     "run_check",
     "thread_count",
     "thread_list",
@@ -69,6 +72,27 @@ def run_check(
     threads: bool = True,
     settle: Callable[[], object] | None = None,
     blocks: Callable[[], int] | None = None,
+    refs: Callable[[], int] | None = None,
     resources: Callable[[str], list[dict[str, str]]] | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
 ) -> CoreReport: ...
+
+@final
+class Census:
+    """Reference counts of objects at one moment (address, count), sorted by address."""
+
+    def __len__(self) -> int: ...
+    @property
+    def tracked(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+
+def refcount_census(objects: list[Any], *, skip_tracked_referents: bool, skip_immortal: bool) -> Census: ...
+def census_growth(
+    before: Census,
+    objects: list[Any],
+    *,
+    min_growth: int,
+    skip_tracked_referents: bool,
+    skip_immortal: bool,
+) -> list[tuple[Any, int, int]]: ...

@@ -115,13 +115,13 @@ class MemoryLeakTestCase(unittest.TestCase):
             "memory_budget": memory_budget,
             "verbosity": verbosity,
         }
-        return self._run(through_hook, _core.qualname(fun), given)
+        return self._run(through_hook, _core.qualname(fun), given, subject=target)
 
-    def _run(self, fun: Callable[[], Any], name: str, given: dict[str, Any]) -> _core.Report:
+    def _run(self, fun: Callable[[], Any], name: str, given: dict[str, Any], subject: object = None) -> _core.Report:
         """Checks ``fun`` (already going through :meth:`call`) with the knobs in ``given``
         (None: the class attribute)."""
         knobs = _core.resolve_knobs(self, **{k: given.get(k) for k in _core.KNOBS})
-        report = _core.check(fun, name=name, **knobs)
+        report = _core.check(fun, name=name, subject=subject, **knobs)
         report.raise_for_leak()
         return report
 

@@ -1887,6 +1887,141 @@ static PyMethodDef matrix_methods[] = {
 /* [matrix] end of the issue 9 / issue 10 block */
 
 /* ======================================================================
+ * references taken and never given back (refcount census, RefcountLeakError)
+ *
+ * Py_INCREF on a long-lived object without the matching Py_DECREF grows no
+ * memory: only the object's count rises, one per call. numpy 1.24.0's
+ * ndarray.fill(v) on an object array did this to v (fixed in 1.24.1).
+ * ====================================================================== */
+
+/* A long-lived object of the module (its attribute `refleak_global`), for the leaks
+ * that take no argument. */
+static PyObject *refleak_global = NULL;
+
+static PyObject *
+leak_incref_arg(PyObject *m, PyObject *obj)
+{
+    Py_INCREF(obj); /* kept for ever: nothing gives it back */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_incref_arg(PyObject *m, PyObject *obj)
+{
+    Py_INCREF(obj);
+    Py_DECREF(obj);
+    Py_RETURN_NONE;
+}
+
+static unsigned long refleak_rare_calls = 0;
+
+static PyObject *
+leak_incref_arg_rare(PyObject *m, PyObject *obj)
+{
+    Py_INCREF(obj);
+    if (++refleak_rare_calls % 10 != 0)
+        Py_DECREF(obj); /* one call in ten keeps its reference */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_incref_arg_rare(PyObject *m, PyObject *obj)
+{
+    Py_INCREF(obj);
+    ++refleak_rare_calls;
+    Py_DECREF(obj);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+leak_incref_global(PyObject *m, PyObject *unused)
+{
+    Py_INCREF(refleak_global);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_incref_global(PyObject *m, PyObject *unused)
+{
+    Py_INCREF(refleak_global);
+    Py_DECREF(refleak_global);
+    Py_RETURN_NONE;
+}
+
+/* A bounded cache of references: the last 256 arguments, in a ring. The count of an
+ * argument passed on every call rises by 256, then stays: not a leak. */
+#define REFLEAK_RING 256
+static PyObject *refleak_ring[REFLEAK_RING];
+static size_t refleak_ring_next = 0;
+
+static PyObject *
+lookalike_ref_ring(PyObject *m, PyObject *obj)
+{
+    PyObject *old = refleak_ring[refleak_ring_next];
+    Py_INCREF(obj);
+    refleak_ring[refleak_ring_next] = obj;
+    refleak_ring_next = (refleak_ring_next + 1) % REFLEAK_RING;
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+/* A heap type whose tp_dealloc forgets Py_DECREF(Py_TYPE(self)) (the classic bug of a
+ * static type turned into a heap type: since CPython 3.8, instances of a heap type own a
+ * reference to it, taken by tp_alloc). Each instance freed keeps one reference to the
+ * type; no memory grows. Its twin gives the reference back. */
+static PyObject *refleak_leaky_type = NULL;
+static PyObject *refleak_clean_type = NULL;
+
+static void
+refleak_leaky_dealloc(PyObject *self)
+{
+    Py_TYPE(self)->tp_free(self); /* the type's reference is never given back */
+}
+
+static void
+refleak_clean_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot refleak_leaky_slots[] = {{Py_tp_dealloc, refleak_leaky_dealloc}, {0, NULL}};
+static PyType_Slot refleak_clean_slots[] = {{Py_tp_dealloc, refleak_clean_dealloc}, {0, NULL}};
+static PyType_Spec refleak_leaky_spec = {
+    "_leakmatrix.LeakyDealloc", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, refleak_leaky_slots};
+static PyType_Spec refleak_clean_spec = {
+    "_leakmatrix.CleanDealloc", sizeof(PyObject), 0, Py_TPFLAGS_DEFAULT, refleak_clean_slots};
+
+static PyObject *
+heaptype_instance(PyObject *type)
+{
+    PyObject *obj = PyType_GenericAlloc((PyTypeObject *)type, 0);
+    if (obj == NULL)
+        return NULL;
+    Py_DECREF(obj); /* freed at once, by the type's tp_dealloc */
+    Py_RETURN_NONE;
+}
+
+static PyObject *leak_heaptype_dealloc(PyObject *m, PyObject *unused) { return heaptype_instance(refleak_leaky_type); }
+static PyObject *clean_heaptype_dealloc(PyObject *m, PyObject *unused) { return heaptype_instance(refleak_clean_type); }
+
+static PyMethodDef refleak_methods[] = {
+    {"leak_incref_arg", (PyCFunction)leak_incref_arg, METH_O, "leak_incref_arg(obj): Py_INCREF(obj), never given back."},
+    {"clean_incref_arg", (PyCFunction)clean_incref_arg, METH_O, "clean_incref_arg(obj): Py_INCREF(obj), Py_DECREF(obj)."},
+    {"leak_incref_arg_rare", (PyCFunction)leak_incref_arg_rare, METH_O, "leak_incref_arg_rare(obj): one call in ten keeps a reference to obj."},
+    {"clean_incref_arg_rare", (PyCFunction)clean_incref_arg_rare, METH_O, "clean_incref_arg_rare(obj): every reference given back."},
+    {"leak_incref_global", (PyCFunction)leak_incref_global, METH_NOARGS, "Py_INCREF of a module-level object, never given back."},
+    {"clean_incref_global", (PyCFunction)clean_incref_global, METH_NOARGS, "Py_INCREF + Py_DECREF of a module-level object."},
+    {"leak_heaptype_dealloc", (PyCFunction)leak_heaptype_dealloc, METH_NOARGS, "Make and free an instance of a heap type whose tp_dealloc keeps the type's reference."},
+    {"clean_heaptype_dealloc", (PyCFunction)clean_heaptype_dealloc, METH_NOARGS, "Make and free an instance of a heap type whose tp_dealloc gives it back."},
+    {"lookalike_ref_ring", (PyCFunction)lookalike_ref_ring, METH_O, "lookalike_ref_ring(obj): keep the last 256 arguments (a bounded cache of references)."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* end of the refleak block */
+
+/* ======================================================================
  * module
  * ====================================================================== */
 
@@ -2000,6 +2135,42 @@ PyInit__leakmatrix(void)
         return NULL;
     /* [matrix] the issue 9 / issue 10 cases have their own method table */
     if (PyModule_AddFunctions(module, matrix_methods) != 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    /* the refleak cases too, and their module-level victim */
+    if (refleak_global == NULL) {
+        refleak_global = PyUnicode_FromString("psleak-leakmatrix: a long-lived module object");
+        if (refleak_global == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    Py_INCREF(refleak_global);
+    if (PyModule_AddFunctions(module, refleak_methods) != 0
+        || PyModule_AddObject(module, "refleak_global", refleak_global) < 0) {
+        Py_DECREF(refleak_global);
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (refleak_leaky_type == NULL) {
+        refleak_leaky_type = PyType_FromSpec(&refleak_leaky_spec);
+        refleak_clean_type = PyType_FromSpec(&refleak_clean_spec);
+        if (refleak_leaky_type == NULL || refleak_clean_type == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    /* module attributes: each holds its own reference (the statics keep theirs) */
+    Py_INCREF(refleak_leaky_type);
+    if (PyModule_AddObject(module, "LeakyDealloc", refleak_leaky_type) < 0) {
+        Py_DECREF(refleak_leaky_type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(refleak_clean_type);
+    if (PyModule_AddObject(module, "CleanDealloc", refleak_clean_type) < 0) {
+        Py_DECREF(refleak_clean_type);
         Py_DECREF(module);
         return NULL;
     }

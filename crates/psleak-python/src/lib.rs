@@ -5,6 +5,8 @@
 
 use pyo3::prelude::*;
 
+mod census;
+
 /// Converts a serialized core value into Python objects (dict, list, str, int, float, None).
 fn to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
     use pyo3::types::{PyDict, PyList};
@@ -62,6 +64,7 @@ struct PyHost<'py> {
     fun: Bound<'py, PyAny>,
     settle: Option<Bound<'py, PyAny>>,
     blocks: Option<Bound<'py, PyAny>>,
+    refs: Option<Bound<'py, PyAny>>,
     resources: Option<Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
     calls: u64,
@@ -89,6 +92,12 @@ impl psleak::Host for PyHost<'_> {
 
     fn blocks(&mut self) -> Option<i64> {
         self.blocks
+            .as_ref()
+            .and_then(|f| f.call0().ok()?.extract::<i64>().ok())
+    }
+
+    fn refs(&mut self) -> Option<i64> {
+        self.refs
             .as_ref()
             .and_then(|f| f.call0().ok()?.extract::<i64>().ok())
     }
@@ -226,6 +235,9 @@ mod _psleak {
     #[pymodule_export]
     use super::CoreReport;
 
+    #[pymodule_export]
+    use super::census::{census_growth, refcount_census, Census};
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -311,7 +323,7 @@ mod _psleak {
     #[pyfunction]
     #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
                         memory=true, fds=true, threads=true,
-                        settle=None, blocks=None, resources=None, progress=None))]
+                        settle=None, blocks=None, refs=None, resources=None, progress=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn run_check<'py>(
         fun: Bound<'py, PyAny>,
@@ -326,6 +338,7 @@ mod _psleak {
         threads: bool,
         settle: Option<Bound<'py, PyAny>>,
         blocks: Option<Bound<'py, PyAny>>,
+        refs: Option<Bound<'py, PyAny>>,
         resources: Option<Bound<'py, PyAny>>,
         progress: Option<Bound<'py, PyAny>>,
     ) -> PyResult<CoreReport> {
@@ -349,6 +362,7 @@ mod _psleak {
             fun,
             settle,
             blocks,
+            refs,
             resources,
             progress,
             calls: 0,

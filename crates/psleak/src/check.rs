@@ -101,6 +101,13 @@ pub trait Host {
         None
     }
 
+    /// The sum of the reference counts of the objects the function holds (its arguments,
+    /// its `self`, the function itself: [`Metric::Refs`]), if the runtime counts references.
+    /// Sampled with the other metrics, after [`Host::settle`], never during the calls.
+    fn refs(&mut self) -> Option<i64> {
+        None
+    }
+
     /// Appends the runtime's own resources (threads, gc garbage) to `out`.
     fn resources(&mut self, _phase: Phase, _out: &mut Vec<Resource>) -> std::result::Result<(), Self::Error> {
         Ok(())

@@ -76,6 +76,9 @@ impl Sampler {
         if let Some(b) = host.blocks() {
             v.set(Metric::Blocks, b);
         }
+        if let Some(r) = host.refs() {
+            v.set(Metric::Refs, r);
+        }
         Ok(v)
     }
 
@@ -281,6 +284,9 @@ impl<'a, H: Host> Driver<'a, H> {
         policy.enabled = sampler.enabled;
         if self.host.blocks().is_none() {
             policy.enabled[Metric::Blocks.index()] = false;
+        }
+        if self.host.refs().is_none() {
+            policy.enabled[Metric::Refs.index()] = false;
         }
 
         let mut peak: i64 = 0;

@@ -281,12 +281,13 @@ struct Document<'a> {
 }
 
 impl Metric {
-    /// The unit of the metric's values: `"bytes"`, or `"blocks"` for [`Metric::Blocks`].
+    /// The unit of the metric's values: `"bytes"`, `"blocks"` for [`Metric::Blocks`],
+    /// `"refs"` for [`Metric::Refs`].
     pub fn unit(self) -> &'static str {
-        if self.is_bytes() {
-            "bytes"
-        } else {
-            "blocks"
+        match self {
+            Metric::Blocks => "blocks",
+            Metric::Refs => "refs",
+            _ => "bytes",
         }
     }
 }
@@ -330,7 +331,11 @@ fn format_growth(m: Metric, v: i64) -> String {
 impl Finding {
     /// One line: "leaks ~64 B/call (heap): 4 of 4 runs grew".
     pub fn summary(&self, runs: &[Run]) -> String {
-        let unit = if self.metric.is_bytes() { "" } else { " blocks" };
+        let unit = if self.metric.is_bytes() {
+            String::new()
+        } else {
+            format!(" {}", self.metric.unit())
+        };
         let mut s = format!(
             "leaks ~{}{unit}/call ({})",
             format_value(self.metric, self.per_call),
@@ -806,7 +811,7 @@ mod tests {
             runs: vec![Run::new(200, growth)],
             noise: Values::default(),
             thresholds: Values::default(),
-            enabled: [true, true, false, false, false, false],
+            enabled: [true, true, false, false, false, false, false],
             max_runs: 10,
             memory_budget: 1 << 26,
             peak_growth: 6400,

@@ -45,7 +45,9 @@
 use serde::Serialize;
 
 /// What is measured. Byte metrics come from the allocator and the kernel; `Blocks` counts
-/// allocations made by a language runtime (Python: `sys.getallocatedblocks()`).
+/// allocations made by a language runtime (Python: `sys.getallocatedblocks()`); `Refs`
+/// counts references to the objects the function under test holds (Python: the reference
+/// counts of its arguments, its `self`, the function itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -64,13 +66,17 @@ pub enum Metric {
     Vms,
     /// Allocated blocks of a language runtime (a count, not bytes).
     Blocks,
+    /// References to the objects the function holds (a count, not bytes): a reference
+    /// taken and never given back (a missing `Py_DECREF` on an argument) grows no memory,
+    /// only this count.
+    Refs,
 }
 
 /// glibc's smallest malloc chunk on 64-bit (malloc.c: MINSIZE), bytes.
 const MIN_CHUNK: f64 = 32.0;
 
 /// Number of metrics.
-pub const METRIC_COUNT: usize = 6;
+pub const METRIC_COUNT: usize = 7;
 
 impl Metric {
     /// All metrics, in report order.
@@ -81,6 +87,7 @@ impl Metric {
         Metric::Rss,
         Metric::Vms,
         Metric::Blocks,
+        Metric::Refs,
     ];
 
     /// The name used in tolerances and reports (`"heap"`, `"mmap"`, ...).
@@ -92,6 +99,7 @@ impl Metric {
             Metric::Rss => "rss",
             Metric::Vms => "vms",
             Metric::Blocks => "blocks",
+            Metric::Refs => "refs",
         }
     }
 
@@ -101,17 +109,18 @@ impl Metric {
         Metric::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// Whether the metric is in bytes (all but `Blocks`).
+    /// Whether the metric is in bytes (all but `Blocks` and `Refs`).
     pub fn is_bytes(self) -> bool {
-        self != Metric::Blocks
+        !matches!(self, Metric::Blocks | Metric::Refs)
     }
 
-    /// 0 for the most precise metrics: allocator counters are byte-exact, block counts exact,
-    /// kernel memory page-granular and disturbed by the allocator's own caching.
+    /// 0 for the most precise metrics: allocator counters are byte-exact, block and
+    /// reference counts exact, kernel memory page-granular and disturbed by the allocator's
+    /// own caching.
     pub fn precision_rank(self) -> u8 {
         match self {
             Metric::Heap | Metric::Mmap => 0,
-            Metric::Blocks => 1,
+            Metric::Blocks | Metric::Refs => 1,
             Metric::Anon | Metric::Rss => 2,
             Metric::Vms => 3,
         }
@@ -575,7 +584,15 @@ fn findings(policy: &Policy, runs: &[Run], judge: Judge, reason: LeakReason) -> 
             judge_streak(policy, runs, m, &s, judge).map(|s| (s, finding(policy, runs, m, &s, reason)))
         })
         .collect();
-    out.sort_by_key(|(s, f)| (f.metric.precision_rank(), std::cmp::Reverse(s.growth)));
+    // At the same precision, memory before references: a leak of objects that hold
+    // references (a list of None per call) is a memory leak first.
+    out.sort_by_key(|(s, f)| {
+        (
+            f.metric.precision_rank(),
+            f.metric == Metric::Refs,
+            std::cmp::Reverse(s.growth),
+        )
+    });
     out.into_iter().map(|(_, f)| f).collect()
 }
 
@@ -999,6 +1016,48 @@ mod tests {
     fn blocks_leak_is_found() {
         let (d, _) = simulate(&policy(), |_, n| (Metric::Blocks, n as i64));
         assert_eq!(leak_metric(&d), Some(Metric::Blocks));
+    }
+
+    #[test]
+    fn reference_leak_is_found() {
+        // Py_INCREF(arg) without Py_DECREF: one reference per call, no memory at all.
+        let (d, _) = simulate(&policy(), |_, n| (Metric::Refs, n as i64));
+        assert_eq!(leak_metric(&d), Some(Metric::Refs));
+        // One call in ten keeps its reference.
+        let (d, _) = simulate(&policy(), |before, n| {
+            (Metric::Refs, ((before + n) / 10 - before / 10) as i64)
+        });
+        assert_eq!(leak_metric(&d), Some(Metric::Refs));
+    }
+
+    #[test]
+    fn bounded_references_are_clean() {
+        // A ring of the last 256 arguments: the count rises by 256, then stays.
+        let (d, _) = simulate(&policy(), |before, n| {
+            let kept = |c: u64| c.min(256) as i64;
+            (Metric::Refs, kept(before + n) - kept(before))
+        });
+        assert_eq!(d, Decision::Clean);
+        // A list of arguments cleared every 500 calls.
+        let (d, _) = simulate(&policy(), |before, n| {
+            (Metric::Refs, ((before + n) % 500) as i64 - (before % 500) as i64)
+        });
+        assert_eq!(d, Decision::Clean);
+    }
+
+    #[test]
+    fn memory_comes_before_references() {
+        // A list of one new object per call: blocks and the argument's count both grow by
+        // one per call; the memory leak is the finding reported first.
+        let (d, _) = simulate_runs(&policy(), 1e-3, |_, n| {
+            let mut v = Values::default();
+            v.set(Metric::Blocks, n as i64);
+            v.set(Metric::Refs, 2 * n as i64);
+            Run::new(n, v)
+        });
+        let Decision::Leak(found) = d else { panic!("{d:?}") };
+        assert_eq!(found[0].metric, Metric::Blocks);
+        assert_eq!(found[1].metric, Metric::Refs);
     }
 
     /// A cheap function: 1 µs a call.

@@ -1,0 +1,439 @@
+//! A reference-count census: the reference count of every object the garbage collector
+//! tracks and of every object they refer to, read without creating a single Python object.
+//!
+//! Why here and not in Python: a Python census would hold each referent in a list (one more
+//! reference per occurrence), build an int per count and a dict of a million entries, and
+//! would see its own objects. Here the referents are visited through the type's
+//! `tp_traverse` slot (what `gc.get_referents()` does, without the list), counts are read
+//! with `Py_REFCNT`, and the result is a sorted vector of (address, count) pairs: 16 bytes
+//! an object. No Python code runs during a census, so no count changes while it is taken.
+//!
+//! Addresses identify objects only while they are alive, so a comparison is made within one
+//! call ([`census_growth`]) that returns the objects themselves, alive, and never turns a
+//! stored address back into an object.
+
+use std::os::raw::{c_int, c_void};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+/// An object's address and reference count.
+type Entry = (usize, isize);
+
+/// Entries sorted by address, one per object.
+type Entries = Vec<Entry>;
+
+/// The reference counts of a set of objects at one moment (see the module docs).
+#[pyclass(module = "psleak._psleak", frozen)]
+pub struct Census {
+    entries: Entries,
+    tracked: usize,
+}
+
+#[pymethods]
+impl Census {
+    /// Objects counted: those tracked by the collector, then the referents not tracked.
+    fn __len__(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// How many of the objects counted came from the collector's list.
+    #[getter]
+    fn tracked(&self) -> usize {
+        self.tracked
+    }
+
+    /// Bytes the census holds.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<(usize, isize)>()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<psleak census of {} objects ({} tracked)>",
+            self.entries.len(),
+            self.tracked
+        )
+    }
+}
+
+/// Whether a reference count marks an immortal object (CPython 3.12+, 64-bit builds):
+/// `_Py_IsImmortal()` in Include/object.h tests `(int32_t)ob_refcnt < 0`.
+fn immortal(count: isize) -> bool {
+    (count as i32) < 0
+}
+
+/// What the visit callback collects.
+struct Referents {
+    out: Entries,
+    /// Skip referents the collector tracks: they are in its list already (nothing is frozen).
+    skip_tracked: bool,
+    skip_immortal: bool,
+    /// Length at which `out` is sorted and deduplicated (the same few objects, `None` or a
+    /// common key string, are referred to by most of a large heap).
+    compact_at: usize,
+    /// Untracked containers entered to reach the current referent.
+    depth: u32,
+    types: Types,
+}
+
+/// What the census needs to know of a type, looked up once per census.
+#[derive(Clone, Copy)]
+struct TypeInfo {
+    tp: usize,
+    /// `Py_TPFLAGS_HAVE_GC`: only such objects can be tracked or traversed.
+    gc: bool,
+    is_gc: Option<ffi::inquiry>,
+    traverse: Option<ffi::traverseproc>,
+}
+
+/// A direct-mapped cache of [`TypeInfo`] by type address: a census meets a few hundred
+/// types a million times, and each lookup would otherwise be three calls into libpython.
+/// Types cannot go away during a census (no Python code runs).
+struct Types {
+    slots: Vec<TypeInfo>,
+}
+
+const TYPE_SLOTS: usize = 1024;
+
+impl Types {
+    fn new() -> Types {
+        let empty = TypeInfo {
+            tp: 0,
+            gc: false,
+            is_gc: None,
+            traverse: None,
+        };
+        Types {
+            slots: vec![empty; TYPE_SLOTS],
+        }
+    }
+
+    fn info(&mut self, tp: *mut ffi::PyTypeObject) -> TypeInfo {
+        let i = (tp as usize >> 4) % TYPE_SLOTS;
+        let slot = self.slots[i];
+        if slot.tp == tp as usize {
+            return slot;
+        }
+        let info = type_info(tp);
+        self.slots[i] = info;
+        info
+    }
+
+    /// The `tp_traverse` of `obj`, if it is a collector object (`PyObject_IS_GC()` in
+    /// Include/internal/pycore_object.h: the type has `Py_TPFLAGS_HAVE_GC` and its
+    /// `tp_is_gc`, if any, says yes; static type objects say no, and their `tp_traverse`
+    /// must not be called).
+    fn traverse_of(&mut self, obj: *mut ffi::PyObject) -> Option<ffi::traverseproc> {
+        // SAFETY: `obj` is a live object (borrowed from the list we hold, or handed over
+        // by tp_traverse): its type is alive; tp_is_gc only reads the object.
+        let info = self.info(unsafe { ffi::Py_TYPE(obj) });
+        if !info.gc {
+            return None;
+        }
+        if let Some(is_gc) = info.is_gc {
+            // SAFETY: as above.
+            if unsafe { is_gc(obj) } == 0 {
+                return None;
+            }
+        }
+        info.traverse
+    }
+}
+
+/// How deep untracked containers are entered (a tuple of tuples of atoms is untracked too).
+const MAX_UNTRACKED_DEPTH: u32 = 4;
+
+const MIN_COMPACT: usize = 1 << 16;
+
+fn compact(entries: &mut Entries) {
+    sort_by_address(entries);
+    entries.dedup_by_key(|e| e.0);
+}
+
+/// Sorts entries by address: a least-significant-digit radix sort, one byte per pass,
+/// skipping the bytes every address shares (the high ones, mostly). Addresses are 16-byte
+/// aligned by CPython's allocators, and spread over a few GiB at most: three or four passes
+/// instead of the log2(n) of a comparison sort over a few million entries.
+fn sort_by_address(entries: &mut Entries) {
+    if entries.len() < 1024 {
+        entries.sort_unstable_by_key(|e| e.0);
+        return;
+    }
+    let (mut and, mut or) = (usize::MAX, 0usize);
+    for e in entries.iter() {
+        and &= e.0;
+        or |= e.0;
+    }
+    let varying = and ^ or;
+    let mut scratch: Entries = vec![(0, 0); entries.len()];
+    let mut src_is_entries = true;
+    for shift in (0..usize::BITS).step_by(8) {
+        if (varying >> shift) & 0xff == 0 {
+            continue;
+        }
+        let (src, dst): (&[Entry], &mut [Entry]) = if src_is_entries {
+            (entries.as_slice(), scratch.as_mut_slice())
+        } else {
+            (scratch.as_slice(), entries.as_mut_slice())
+        };
+        let mut counts = [0usize; 257];
+        for e in src {
+            counts[((e.0 >> shift) & 0xff) + 1] += 1;
+        }
+        for i in 1..257 {
+            counts[i] += counts[i - 1];
+        }
+        for e in src {
+            let d = (e.0 >> shift) & 0xff;
+            dst[counts[d]] = *e;
+            counts[d] += 1;
+        }
+        src_is_entries = !src_is_entries;
+    }
+    if !src_is_entries {
+        entries.copy_from_slice(&scratch);
+    }
+}
+
+/// The `visitproc` given to `tp_traverse`: records one referent.
+unsafe extern "C" fn visit(obj: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+    if obj.is_null() || arg.is_null() {
+        return 0;
+    }
+    // SAFETY: `arg` is the `Referents` that `take` passed to tp_traverse, alive and not
+    // otherwise borrowed during the call; `obj` is a live object handed over by tp_traverse.
+    let (r, count) = unsafe { (&mut *arg.cast::<Referents>(), ffi::Py_REFCNT(obj)) };
+    // SAFETY: `obj` is live; only objects of GC types can be tracked (the call is made
+    // for those alone, which saves a call into libpython per int or string).
+    let tracked =
+        r.types.info(unsafe { ffi::Py_TYPE(obj) }).gc && unsafe { ffi::PyObject_GC_IsTracked(obj) } == 1;
+    if (r.skip_tracked && tracked) || (r.skip_immortal && immortal(count)) {
+        return 0;
+    }
+    r.out.push((obj as usize, count));
+    if r.out.len() >= r.compact_at {
+        compact(&mut r.out);
+        r.compact_at = (r.out.len() * 2).max(MIN_COMPACT);
+    }
+    // A container the collector does not track (a dict or tuple of atoms: CPython untracks
+    // them) is in no list: its referents are visited through it, a few levels deep.
+    if !tracked && r.depth < MAX_UNTRACKED_DEPTH {
+        if let Some(traverse) = r.types.traverse_of(obj) {
+            r.depth += 1;
+            // SAFETY: as in `take`: tp_traverse of obj's own type, GIL held, live object.
+            unsafe {
+                traverse(obj, visit, arg);
+            }
+            r.depth -= 1;
+        }
+    }
+    0
+}
+
+/// Looks a type up: its GC flag and its `tp_is_gc` and `tp_traverse` slots.
+/// `PyType_GetSlot` works on static types since CPython 3.10 (bpo-41073); on 3.9 it fails
+/// for them (and sets an exception, cleared here: this is a probe, not an error), and
+/// their objects' referents are not visited.
+fn type_info(tp: *mut ffi::PyTypeObject) -> TypeInfo {
+    // SAFETY: `tp` is the type of a live object; these calls only read it.
+    unsafe {
+        let mut info = TypeInfo {
+            tp: tp as usize,
+            gc: ffi::PyType_GetFlags(tp) & ffi::Py_TPFLAGS_HAVE_GC != 0,
+            is_gc: None,
+            traverse: None,
+        };
+        if info.gc {
+            let is_gc = ffi::PyType_GetSlot(tp, ffi::Py_tp_is_gc);
+            let traverse = ffi::PyType_GetSlot(tp, ffi::Py_tp_traverse);
+            if !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear();
+            }
+            info.is_gc = (!is_gc.is_null()).then(|| std::mem::transmute::<*mut c_void, ffi::inquiry>(is_gc));
+            info.traverse = (!traverse.is_null())
+                .then(|| std::mem::transmute::<*mut c_void, ffi::traverseproc>(traverse));
+        }
+        info
+    }
+}
+
+/// Takes a census of `objects` (the list `gc.get_objects()` returned) and their referents.
+fn take(objects: &Bound<'_, PyList>, skip_tracked: bool, skip_immortal: bool) -> PyResult<Census> {
+    let list = objects.as_ptr();
+    // SAFETY: `list` is a list (the type of `objects`), alive for this call.
+    let n = unsafe { ffi::PyList_Size(list) };
+    let mut own: Entries = Vec::with_capacity(n.max(0) as usize);
+    let mut referents = Referents {
+        out: Vec::new(),
+        skip_tracked,
+        skip_immortal,
+        compact_at: MIN_COMPACT,
+        depth: 0,
+        types: Types::new(),
+    };
+    for i in 0..n {
+        // SAFETY: 0 <= i < len(list); PyList_GetItem returns a borrowed reference, so the
+        // count read is the object's own plus the one the list holds. No Python code runs
+        // in this loop (tp_traverse must not run any), so the list cannot change.
+        let obj = unsafe { ffi::PyList_GetItem(list, i) };
+        if obj.is_null() {
+            return Err(PyErr::fetch(objects.py()));
+        }
+        // SAFETY: `obj` is alive (the list holds it).
+        let count = unsafe { ffi::Py_REFCNT(obj) };
+        if !(skip_immortal && immortal(count)) {
+            // Less the list's own reference, so that the count is the same whether the
+            // object is met in the list or as a referent.
+            own.push((obj as usize, count - 1));
+        }
+        if let Some(traverse) = referents.types.traverse_of(obj) {
+            let arg = std::ptr::from_mut(&mut referents).cast::<c_void>();
+            // SAFETY: `traverse` is the tp_traverse of obj's type, called as
+            // gc.get_referents() calls it: with the GIL held, a live object, a visitproc
+            // and its argument. The result is ignored: `visit` never stops the traversal.
+            unsafe {
+                traverse(obj, visit, arg);
+            }
+        }
+    }
+    let tracked = own.len();
+    compact(&mut own);
+    let mut others = referents.out;
+    compact(&mut others);
+    Ok(Census {
+        entries: merge(own, others),
+        tracked,
+    })
+}
+
+/// The union of two sorted, deduplicated entry lists; `first` wins on a shared address (its
+/// counts are corrected for the list's reference).
+fn merge(first: Entries, second: Entries) -> Entries {
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let (mut a, mut b) = (first.into_iter().peekable(), second.into_iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                out.extend(a.next());
+                b.next();
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => out.extend(a.next()),
+            (Some(_), Some(_)) | (None, Some(_)) => out.extend(b.next()),
+            (Some(_), None) => out.extend(a.next()),
+            (None, None) => break,
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+/// Reference counts of `objects` (a list from `gc.get_objects()`) and of every object they
+/// refer to. `skip_tracked_referents`: referents the collector tracks are in `objects`
+/// already (true unless objects are frozen with `gc.freeze()`). `skip_immortal`: leave out
+/// immortal objects (CPython 3.12+).
+#[pyfunction]
+#[pyo3(signature = (objects, *, skip_tracked_referents, skip_immortal))]
+pub fn refcount_census(
+    objects: &Bound<'_, PyList>,
+    skip_tracked_referents: bool,
+    skip_immortal: bool,
+) -> PyResult<Census> {
+    take(objects, skip_tracked_referents, skip_immortal)
+}
+
+/// Takes a census as [`refcount_census`] does and compares it with `before`: returns
+/// `(object, count_before, count_after)` for each object counted in both whose count rose
+/// by at least `min_growth`, largest rise first. Objects that were freed and whose address
+/// was reused count as one object: the caller confirms a rise before believing it.
+#[pyfunction]
+#[pyo3(signature = (before, objects, *, min_growth, skip_tracked_referents, skip_immortal))]
+pub fn census_growth<'py>(
+    before: &Census,
+    objects: &Bound<'py, PyList>,
+    min_growth: isize,
+    skip_tracked_referents: bool,
+    skip_immortal: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let py = objects.py();
+    let after = take(objects, skip_tracked_referents, skip_immortal)?;
+    let mut grown: Vec<(usize, isize, isize)> = Vec::new();
+    let mut old = before.entries.iter().peekable();
+    for &(addr, count) in &after.entries {
+        while old.next_if(|e| e.0 < addr).is_some() {}
+        if let Some(&&(a, was)) = old.peek() {
+            if a == addr && count - was >= min_growth {
+                grown.push((addr, was, count));
+            }
+        }
+    }
+    grown.sort_unstable_by_key(|g| std::cmp::Reverse(g.2 - g.1));
+    // Every address becomes a reference before any Python object is made: making one may
+    // start a collection, which may run finalizers that free objects.
+    let held: Vec<(Bound<'py, PyAny>, isize, isize)> = grown
+        .into_iter()
+        .map(|(addr, was, count)| {
+            // SAFETY: `addr` was read from a live object by the census just taken, and no
+            // Python code has run since (nothing above calls into Python or allocates a
+            // Python object), so it is still that object; this takes a new reference.
+            let obj = unsafe { Bound::from_borrowed_ptr(py, addr as *mut ffi::PyObject) };
+            (obj, was, count)
+        })
+        .collect();
+    let out = PyList::empty(py);
+    for (obj, was, count) in held {
+        let row = PyTuple::new(
+            py,
+            [
+                obj,
+                was.into_pyobject(py)?.into_any(),
+                count.into_pyobject(py)?.into_any(),
+            ],
+        )?;
+        out.append(row)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_prefers_the_first_list_and_keeps_order() {
+        let a = vec![(8, 1), (24, 3)];
+        let b = vec![(8, 2), (16, 5), (32, 7)];
+        assert_eq!(merge(a, b), vec![(8, 1), (16, 5), (24, 3), (32, 7)]);
+    }
+
+    #[test]
+    fn radix_sort_orders_by_address() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut v: Entries = (0..5000)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((0x7f00_0000_0000 + (state % (1 << 32)) as usize) & !15, i)
+            })
+            .collect();
+        let mut expected = v.clone();
+        expected.sort_by_key(|e| e.0);
+        sort_by_address(&mut v);
+        assert_eq!(
+            v.iter().map(|e| e.0).collect::<Vec<_>>(),
+            expected.iter().map(|e| e.0).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn immortal_counts() {
+        assert!(immortal(0xFFFF_FFFF)); // 3.12
+        assert!(immortal(3 << 30)); // 3.13+ initial
+        assert!(immortal((3 << 30) | (5 << 48))); // 3.14 static, flags above bit 32
+        assert!(!immortal(1));
+        assert!(!immortal(1 << 30));
+    }
+}
