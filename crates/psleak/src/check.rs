@@ -20,6 +20,9 @@ pub struct Checkers {
     pub fds: bool,
     /// Native threads left running by one call (and by the runs).
     pub threads: bool,
+    /// Handles and `HeapCreate` heaps left open by one call (and by the runs). Windows;
+    /// elsewhere there are none to check.
+    pub handles: bool,
 }
 
 impl Default for Checkers {
@@ -28,6 +31,7 @@ impl Default for Checkers {
             memory: true,
             fds: true,
             threads: true,
+            handles: true,
         }
     }
 }
@@ -44,6 +48,7 @@ impl Checkers {
             memory: false,
             fds: false,
             threads: false,
+            handles: false,
         }
     }
 }

@@ -174,8 +174,12 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 
     fn native_resources(&self, out: &mut Vec<Resource>) -> Result<()> {
-        if self.check.checkers.fds {
+        if self.check.checkers.fds && backend::HAS_FDS {
             out.extend(backend::fd_list()?.iter().map(Resource::from_fd));
+        }
+        if self.check.checkers.handles && backend::HAS_HANDLES {
+            out.extend(backend::handle_list()?.iter().map(Resource::from));
+            out.extend(backend::heap_list()?.iter().map(Resource::from));
         }
         if self.check.checkers.threads {
             out.extend(backend::thread_list()?.iter().map(Resource::from_thread));
@@ -200,6 +204,7 @@ impl<'a, H: Host> Driver<'a, H> {
                 k,
                 ResourceKind::Fd
                     | ResourceKind::Handle
+                    | ResourceKind::HeapCreate
                     | ResourceKind::NativeThread
                     | ResourceKind::RuntimeThread
             )

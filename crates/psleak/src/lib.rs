@@ -95,7 +95,9 @@ pub mod verdict;
 
 pub use check::{CheckError, Checkers, Host, LeakCheck, Phase, Progress, DEFAULT_MEMORY_BUDGET};
 pub use error::{Error, Result};
-pub use probes::{FdInfo, FdKind, MallocStats, MemoryCounters, ProcessMemory, ThreadInfo};
+pub use probes::{
+    FdInfo, FdKind, HandleInfo, HeapInfo, MallocStats, MemoryCounters, ProcessMemory, ThreadInfo,
+};
 pub use report::{
     format_bytes, Outcome, Report, Resource, ResourceKind, ResourceLeak, TracedFrame, TracedSite,
     SCHEMA_VERSION,
@@ -151,4 +153,23 @@ pub fn thread_count() -> Result<usize> {
 /// Every native thread with its id and name. Allocates.
 pub fn thread_list() -> Result<Vec<ThreadInfo>> {
     backend::thread_list()
+}
+
+/// Number of open handles (Windows). Cost: one `GetProcessHandleCount`; under Wine, where
+/// that call answers 0, the system's handle table is read (allocates). Elsewhere
+/// [`Error::Unavailable`].
+pub fn handle_count() -> Result<usize> {
+    backend::handle_count()
+}
+
+/// Every open handle with its type and name (Windows). Allocates; one `NtQueryObject` or
+/// two per handle. Elsewhere [`Error::Unavailable`].
+pub fn handle_list() -> Result<Vec<HandleInfo>> {
+    backend::handle_list()
+}
+
+/// Every heap of the process with what it holds (Windows: `GetProcessHeaps` + `HeapWalk`).
+/// Allocates the list. Elsewhere [`Error::Unavailable`].
+pub fn heap_list() -> Result<Vec<HeapInfo>> {
+    backend::heap_list()
 }

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::report::{Resource, ResourceKind};
+
 /// The allocator's own view of the heap (glibc: `mallinfo2`). All values in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -131,4 +133,70 @@ pub struct ThreadInfo {
     pub id: i64,
     /// The thread's name (`pthread_setname_np`, at most 15 bytes on Linux).
     pub name: String,
+}
+
+/// One open handle of the process (Windows), described.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HandleInfo {
+    /// The handle's value in this process.
+    pub handle: u64,
+    /// The object type as the kernel names it: `Event`, `File`, `Key`, `Thread`, `Process`,
+    /// `Section`, `Mutant`, `Semaphore`, ... (`NtQueryObject(ObjectTypeInformation)`).
+    pub kind: String,
+    /// The object's name where it has one: a file's path, a registry key, a named event.
+    pub name: Option<String>,
+    /// The access rights the handle was opened with.
+    pub access: u32,
+}
+
+/// One heap of the process (Windows: an entry of `GetProcessHeaps`). All sizes in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HeapInfo {
+    /// The heap's handle (its base address).
+    pub address: u64,
+    /// Bytes in allocated blocks.
+    pub used: u64,
+    /// Allocated blocks.
+    pub blocks: u64,
+    /// Bytes the heap has committed (its regions plus blocks it allocated on their own).
+    pub committed: u64,
+}
+
+impl From<&HandleInfo> for Resource {
+    fn from(h: &HandleInfo) -> Resource {
+        let mut description = format!("handle {:#x}: {}", h.handle, h.kind);
+        if let Some(name) = &h.name {
+            description.push(' ');
+            description.push_str(name);
+        }
+        Resource {
+            kind: ResourceKind::Handle,
+            // The value alone is reused once closed; with the type, a new object of another
+            // kind under an old value is told apart.
+            id: format!("{:#x}:{}", h.handle, h.kind),
+            description,
+            path: h.name.clone(),
+            number: Some(h.handle as i64),
+        }
+    }
+}
+
+impl From<&HeapInfo> for Resource {
+    fn from(h: &HeapInfo) -> Resource {
+        Resource {
+            kind: ResourceKind::HeapCreate,
+            id: format!("{:#x}", h.address),
+            description: format!(
+                "heap {:#x}: {} block(s), {} in use, {} committed",
+                h.address,
+                h.blocks,
+                crate::report::format_bytes(h.used as f64),
+                crate::report::format_bytes(h.committed as f64)
+            ),
+            path: None,
+            number: Some(h.address as i64),
+        }
+    }
 }

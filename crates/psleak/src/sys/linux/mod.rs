@@ -10,6 +10,10 @@ pub(crate) mod parse;
 mod threads;
 
 pub(crate) const NAME: &str = "linux";
+/// POSIX file descriptors are this OS's resource table.
+pub(crate) const HAS_FDS: bool = true;
+
+pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 
 pub(crate) use fds::{fd_count, fd_list};
 pub(crate) use malloc::{malloc_stats, malloc_trim};

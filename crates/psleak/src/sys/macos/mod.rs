@@ -33,6 +33,11 @@ mod threads;
 
 #[cfg(target_os = "macos")]
 pub(crate) const NAME: &str = "macos";
+/// POSIX file descriptors are this OS's resource table.
+#[cfg(target_os = "macos")]
+pub(crate) const HAS_FDS: bool = true;
+#[cfg(target_os = "macos")]
+pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 
 #[cfg(target_os = "macos")]
 pub(crate) use fds::{fd_count, fd_list};
