@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CARGO_TEST_FLAGS ?=
 
-.PHONY: help venv develop demo test test-rust test-python test-psutil test-upstream lint fmt bench clean check-macos numpy-venvs
+.PHONY: help venv develop demo test test-rust test-python test-psutil test-upstream test-windows lint fmt bench clean check-macos numpy-venvs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ test: lint test-rust test-python test-upstream  ## everything CI runs
 
 check-macos:  ## type-check + clippy the core for x86_64/aarch64-apple-darwin (Debian rustc-web, -Zbuild-std; not run)
 	bash scripts/check-macos.sh
+
+test-windows: venv  ## Windows backend under Wine: clippy, cargo tests, external crate, wheel + pytest (apt installs)
+	VENV=$(VENV) bash scripts/test-windows.sh
 
 fmt:  ## format Rust and Python
 	cargo fmt --all

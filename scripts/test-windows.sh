@@ -47,7 +47,7 @@ if ! skip rust; then
     step "cargo test -p psleak under Wine"
     cargo test -Zbuild-std -p psleak --target "$W" -- --test-threads=1
     step "external crate tests/windows/leakcheck-crate under Wine"
-    cargo test -Zbuild-std --manifest-path tests/windows/leakcheck-crate/Cargo.toml --target "$W" \
+    cargo test -Zbuild-std --locked --manifest-path tests/windows/leakcheck-crate/Cargo.toml --target "$W" \
         -- --test-threads=1
 fi
 

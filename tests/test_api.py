@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import sys
 import tempfile
 import threading
 import unittest
@@ -15,7 +16,8 @@ import pytest
 import psleak
 from psleak import Checkers, LeakTest, MemoryLeakTestCase
 
-libc = ctypes.CDLL(None)
+# The C runtime Python itself uses: glibc here, the UCRT on Windows.
+libc = ctypes.CDLL("ucrtbase") if sys.platform == "win32" else ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -57,8 +59,15 @@ def test_malloc_trim_returns_bool() -> None:
     assert isinstance(psleak.malloc_trim(), bool)
 
 
+def _under_wine() -> bool:
+    return sys.platform == "win32" and hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")
+
+
 def test_memory_info_fields() -> None:
     m = psleak.memory_info()
+    if _under_wine():  # Wine reports no private bytes (uss) and no commit charge (vms)
+        assert m.rss > 0 and m.vms > 0
+        return
     assert m.rss > 0 and m.vms >= m.rss and 0 < m.uss <= m.rss
 
 
@@ -193,7 +202,8 @@ def test_c_leak_fails_with_report(case: Case) -> None:
     assert "run   calls" in text
     report = info.value.report
     assert report.verdict == "memory_leak"
-    assert 70 <= report.bytes_per_call <= 90
+    # glibc counts malloc's 16-byte chunk header; Windows heaps count the 64 bytes asked for.
+    assert (64 if sys.platform == "win32" else 70) <= report.bytes_per_call <= 90
 
 
 def test_clean_function_passes_quickly(case: Case) -> None:
@@ -305,6 +315,7 @@ def test_large_leak_stops_at_the_budget(case: Case) -> None:
 # --- resources
 
 
+@pytest.mark.posix
 def test_pipe_leak_is_described(case: Case) -> None:
     fds: list[int] = []
     try:
@@ -324,6 +335,7 @@ def test_pipe_leak_is_described(case: Case) -> None:
             os.close(fd)
 
 
+@pytest.mark.posix
 def test_file_leak_has_path(case: Case) -> None:
     files = []
     with tempfile.TemporaryDirectory() as d:
@@ -339,6 +351,7 @@ def test_file_leak_has_path(case: Case) -> None:
                 f.close()
 
 
+@pytest.mark.posix
 def test_socket_leak_names_its_type(case: Case) -> None:
     socks = []
     try:

@@ -497,6 +497,7 @@ def check(
                 memory=checkers.memory,
                 fds=checkers.fds,
                 threads=checkers.c_threads,
+                handles=checkers.handles,
                 settle=hooks.settle,
                 blocks=sys.getallocatedblocks,
                 refs=held,

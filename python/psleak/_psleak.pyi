@@ -70,6 +70,7 @@ def run_check(
     memory: bool = True,
     fds: bool = True,
     threads: bool = True,
+    handles: bool = True,
     settle: Callable[[], object] | None = None,
     blocks: Callable[[], int] | None = None,
     refs: Callable[[], int] | None = None,

@@ -217,11 +217,12 @@ impl CoreReport {
     }
 }
 
-fn checkers_from(memory: bool, fds: bool, threads: bool) -> psleak::Checkers {
+fn checkers_from(memory: bool, fds: bool, threads: bool, handles: bool) -> psleak::Checkers {
     let mut c = psleak::Checkers::none();
     c.memory = memory;
     c.fds = fds;
     c.threads = threads;
+    c.handles = handles;
     c
 }
 
@@ -322,7 +323,7 @@ mod _psleak {
     /// [`CoreReport`]. Exceptions raised by `fun` or the hooks propagate.
     #[pyfunction]
     #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
-                        memory=true, fds=true, threads=true,
+                        memory=true, fds=true, threads=true, handles=true,
                         settle=None, blocks=None, refs=None, resources=None, progress=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn run_check<'py>(
@@ -336,6 +337,7 @@ mod _psleak {
         memory: bool,
         fds: bool,
         threads: bool,
+        handles: bool,
         settle: Option<Bound<'py, PyAny>>,
         blocks: Option<Bound<'py, PyAny>>,
         refs: Option<Bound<'py, PyAny>>,
@@ -351,7 +353,7 @@ mod _psleak {
             .times(times)
             .retries(retries)
             .memory_budget(memory_budget)
-            .checkers(checkers_from(memory, fds, threads));
+            .checkers(checkers_from(memory, fds, threads, handles));
         for (key, amount) in tolerance {
             let metric = psleak::Metric::from_name(&key).ok_or_else(|| {
                 pyo3::exceptions::PyValueError::new_err(format!("invalid tolerance key {key:?}"))
