@@ -7,17 +7,18 @@
 //!
 //! ## What is measured
 //!
-//! | metric   | source (Linux)                          | granularity |
-//! |----------|-----------------------------------------|-------------|
-//! | `heap`   | glibc `mallinfo2().uordblks`, all arenas | byte-exact  |
-//! | `mmap`   | glibc `mallinfo2().hblkhd`               | byte-exact  |
-//! | `anon`   | `RssAnon` of `/proc/self/status`: resident anonymous memory | page |
-//! | `rss`    | `/proc/self/statm`                       | page        |
-//! | `vms`    | `/proc/self/statm`                       | page        |
-//! | `blocks` | a front end's counter (Python: `sys.getallocatedblocks()`) | exact |
+//! | metric   | source (Linux)                          | source (Windows)                     | granularity |
+//! |----------|-----------------------------------------|--------------------------------------|-------------|
+//! | `heap`   | glibc `mallinfo2().uordblks`, all arenas | busy blocks of every heap (`HeapWalk`) | byte-exact |
+//! | `mmap`   | glibc `mallinfo2().hblkhd`               | private committed memory outside the heaps (`VirtualQuery`) | byte-exact (Linux), page (Windows) |
+//! | `anon`   | `RssAnon` of `/proc/self/status`: resident anonymous memory | `PrivateUsage` (private bytes, committed) | page |
+//! | `rss`    | `/proc/self/statm`                       | `WorkingSetSize`                     | page        |
+//! | `vms`    | `/proc/self/statm`                       | `PagefileUsage` (commit charge)      | page        |
+//! | `blocks` | a front end's counter (Python: `sys.getallocatedblocks()`) | the same       | exact       |
 //!
 //! Resources: file descriptors (`/proc/self/fd`, described by kind), native threads
-//! (`/proc/self/task`).
+//! (`/proc/self/task`); on Windows handles (described by type and name), heaps made by
+//! `HeapCreate`, and native threads (Toolhelp, named by their description).
 //!
 //! ## What it costs
 //!
@@ -25,7 +26,9 @@
 //! nothing, so measuring does not disturb what is measured. A sample costs about ten
 //! microseconds: `anon` is the kernel's `RssAnon` counter, where the exact USS of
 //! [`process_memory`] (`smaps_rollup`) walks every page table and costs ten times more.
-//! Leaked memory is anonymous memory, so both grow alike under a leak. A clean function is judged after 10 warm-up calls and two runs
+//! Leaked memory is anonymous memory, so both grow alike under a leak. On Windows a sample
+//! walks every heap block (`HeapWalk`: 2–3 ms per 100,000 live blocks under Wine) and
+//! every memory region (`VirtualQuery`), also without allocating. A clean function is judged after 10 warm-up calls and two runs
 //! (200 + 400 calls by default); a leak after four runs, or as soon as the process has grown
 //! by the memory budget (64 MiB by default).
 //!
@@ -45,8 +48,9 @@
 //!
 //! ## Other caveats
 //!
-//! * glibc only for `heap`/`mmap` (musl has no `mallinfo2`: those metrics are skipped and the
-//!   report says so). Linux only for now: other platforms compile and answer
+//! * glibc only for `heap`/`mmap` on Linux (musl has no `mallinfo2`: those metrics are
+//!   skipped and the report says so). Linux and Windows (tested under Wine, which reports no
+//!   private bytes: `uss` stays flat there); other platforms compile and answer
 //!   [`Error::Unavailable`].
 //! * Memory that a function keeps on purpose (a cache) looks like a leak until it stops
 //!   growing. Caches that fill within the first few thousand calls pass; a larger one
