@@ -29,7 +29,7 @@ collect_ignore = (
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not WINDOWS:
         return
-    skip = pytest.mark.skip(reason="POSIX only (file descriptors)")
+    skip = pytest.mark.skip(reason="POSIX only (file descriptors, LD_PRELOAD)")
     for item in items:
         if "posix" in item.keywords:
             item.add_marker(skip)

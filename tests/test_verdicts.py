@@ -19,7 +19,8 @@ import pytest
 import psleak
 from psleak import Checkers
 
-libc = ctypes.CDLL(None)
+# The C runtime Python itself uses: glibc here, the UCRT on Windows.
+libc = ctypes.CDLL("ucrtbase") if sys.platform == "win32" else ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -27,6 +28,7 @@ libc.free.argtypes = [ctypes.c_void_p]
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 
+@pytest.mark.posix  # LD_PRELOAD
 @pytest.mark.skipif(not os.path.exists(JEMALLOC), reason="libjemalloc2 not installed (scripts/install-test-deps.sh)")
 def test_replacement_allocator_is_detected_and_said() -> None:
     script = textwrap.dedent(
@@ -100,6 +102,7 @@ def test_whole_number_tolerance_does_not_hide_leaked_objects() -> None:
     assert "blocks" in str(info.value)
 
 
+@pytest.mark.posix
 def test_fd_leaked_on_a_few_calls_is_found_with_memory_checks_off() -> None:
     count = iter(range(10**9))
     opened: list[int] = []
