@@ -42,9 +42,15 @@ pub(crate) mod windows;
 #[cfg(all(windows, not(psleak_unsupported)))]
 pub(crate) use windows as backend;
 
-#[cfg(any(not(any(target_os = "linux", target_os = "macos", windows)), psleak_unsupported))]
+#[cfg(any(
+    not(any(target_os = "linux", target_os = "macos", windows)),
+    psleak_unsupported
+))]
 pub(crate) mod unsupported;
-#[cfg(any(not(any(target_os = "linux", target_os = "macos", windows)), psleak_unsupported))]
+#[cfg(any(
+    not(any(target_os = "linux", target_os = "macos", windows)),
+    psleak_unsupported
+))]
 pub(crate) use unsupported as backend;
 
 // Handles and private heaps exist on Windows only; the other backends share these answers.
