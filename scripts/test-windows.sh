@@ -47,7 +47,10 @@ if ! skip rust; then
     step "cargo test -p psleak under Wine"
     cargo test -Zbuild-std -p psleak --target "$W" -- --test-threads=1
     step "external crate tests/windows/leakcheck-crate under Wine"
-    cargo test -Zbuild-std --locked --manifest-path tests/windows/leakcheck-crate/Cargo.toml --target "$W" \
+    # Its versions are the workspace's: cargo keeps what the copied lock pins and adds only
+    # the crate itself (a lock of its own would go stale with each change of psleak's deps).
+    cp Cargo.lock tests/windows/leakcheck-crate/Cargo.lock
+    cargo test -Zbuild-std --manifest-path tests/windows/leakcheck-crate/Cargo.toml --target "$W" \
         -- --test-threads=1
 fi
 
