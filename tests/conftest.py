@@ -1,8 +1,7 @@
 """Which tests apply where. The suite runs natively on Linux and, for Windows, under Wine
-(``make test-windows``). Tests marked ``posix`` need POSIX file descriptors (pipes,
-sockets as fds); on Windows they are skipped, and so are the modules below, which build
-their C code with the host's gcc, read Linux probes, or run the plugin and CLI suites that
-have not been ported to Windows yet."""
+(``make test-windows``). Tests marked ``posix`` need POSIX (file descriptors,
+``LD_PRELOAD``); on Windows they are skipped, and so are the modules below, which build
+their C code with the host's gcc, read Linux probes, or start many interpreters."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ collect_ignore = (
         "test_leakmatrix_ext.py",
         "test_probes.py",  # Linux probes (/proc, eventfd, memfd)
         "test_stdlib_clean.py",  # six fresh interpreters per case: too slow under Wine
-        "test_plugin.py",  # inner suites leak through libc and pipes
-        "test_cli.py",  # targets of cli_targets.py leak POSIX fds
+        "test_cli.py",  # a fresh interpreter per case: a minute under Wine, and a start can fail there
     ]
     if WINDOWS
     else ["test_windows.py"]
