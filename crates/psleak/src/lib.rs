@@ -50,7 +50,7 @@
 //!
 //! * glibc only for `heap`/`mmap` on Linux (musl has no `mallinfo2`: those metrics are
 //!   skipped and the report says so). Backends: Linux; Windows (tested under Wine, which
-//!   reports no private bytes: `uss` stays flat there); macOS (type-checked, not run here).
+//!   reports no private bytes: `anon` stays flat there); macOS (type-checked, not run here).
 //!   Other platforms compile and answer [`Error::Unavailable`].
 //! * Memory that a function keeps on purpose (a cache) looks like a leak until it stops
 //!   growing. Caches that fill within the first few thousand calls pass; a larger one
