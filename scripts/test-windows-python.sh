@@ -52,6 +52,10 @@ rm -rf "$OUT/wheels"
 "$VENV/bin/pip" install -q --upgrade --target "$SITE" --platform win_amd64 --only-binary=:all: \
     --python-version "$PY_VERSION" --no-deps "$OUT"/wheels/psleak-*.whl \
     "pytest>=8,<9" "pluggy>=1.5,<2" "iniconfig>=2,<3" "pygments>=2.7,<3"
+# jsonschema (tests validate reports against the shipped schema) with its dependencies, none
+# of which has a platform marker; rpds-py comes as a win_amd64 wheel.
+"$VENV/bin/pip" install -q --upgrade --target "$SITE" --platform win_amd64 --only-binary=:all: \
+    --python-version "$PY_VERSION" "jsonschema>=4,<5"
 
 echo "--- test C extension (mingw, stable ABI)"
 mkdir -p "$OUT/ext"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import sys
 
 import jsonschema
 import pytest
@@ -13,7 +14,8 @@ import pytest
 import psleak
 from psleak import Checkers
 
-libc = ctypes.CDLL(None)
+# The C runtime Python itself uses: glibc here, the UCRT on Windows.
+libc = ctypes.CDLL("ucrtbase") if sys.platform == "win32" else ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -99,16 +101,19 @@ def test_clean_and_resource_reports_validate() -> None:
     assert (clean.findings, clean.bytes_per_call, data["lead_metric"], data["where"]) == ([], None, None, [])
     fds: list[int] = []
     try:
-        leak = psleak.check(lambda: fds.extend(os.pipe()), checkers=Checkers.only("fds"))
+        # A pipe is two descriptors on POSIX, two handles (wrapped by the CRT's fds) on Windows.
+        checker = "handles" if sys.platform == "win32" else "fds"
+        leak = psleak.check(lambda: fds.extend(os.pipe()), checkers=Checkers.only(checker))
     finally:
         for fd in fds:
             os.close(fd)
     data = validate(leak)
     first, *rest = leak.text.splitlines()
     assert not first.endswith(":")
-    assert rest[0].startswith("* fd ")
+    kind = "handle" if sys.platform == "win32" else "fd"
+    assert rest[0].startswith(f"* {kind} ")
     assert "peak growth" not in leak.text
-    assert data["outcome"]["leaks"][0]["kind"] == "fd"
+    assert data["outcome"]["leaks"][0]["kind"] == kind
 
 
 def test_check_passes_arguments_and_verbosity(capsys: pytest.CaptureFixture[str]) -> None:
