@@ -15,9 +15,8 @@ use windows_sys::Win32::System::Memory::{
     GetProcessHeaps, HeapCompact, HeapLock, HeapUnlock, HeapWalk, VirtualQuery, MEMORY_BASIC_INFORMATION,
     MEM_COMMIT, MEM_PRIVATE, PROCESS_HEAP_ENTRY,
 };
-use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
-use super::last_error;
+use super::{last_error, system_info};
 use crate::error::Result;
 use crate::probes::{HeapInfo, MallocStats};
 
@@ -149,12 +148,7 @@ fn query(at: usize) -> Option<MEMORY_BASIC_INFORMATION> {
 /// heaps, `VirtualAlloc`, thread stacks. One call per region, a few hundred in a small
 /// process.
 fn private_committed() -> u64 {
-    // SAFETY: GetSystemInfo only fills the struct.
-    let info: SYSTEM_INFO = unsafe {
-        let mut i = zeroed();
-        GetSystemInfo(&mut i);
-        i
-    };
+    let info = system_info();
     let (mut at, end) = (
         info.lpMinimumApplicationAddress as usize,
         info.lpMaximumApplicationAddress as usize,

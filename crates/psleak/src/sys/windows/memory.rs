@@ -18,25 +18,16 @@ use std::sync::OnceLock;
 use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX,
 };
-use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
-use super::last_error;
+use super::{last_error, system_info};
 use crate::error::Result;
 use crate::probes::{MemoryCounters, ProcessMemory};
 
 /// The page size (`GetSystemInfo().dwPageSize`: 4 KiB on x86-64 and arm64), asked once.
 pub(crate) fn page_size() -> u64 {
     static PAGE: OnceLock<u64> = OnceLock::new();
-    *PAGE.get_or_init(|| {
-        // SAFETY: GetSystemInfo only fills the struct.
-        let info: SYSTEM_INFO = unsafe {
-            let mut i = zeroed();
-            GetSystemInfo(&mut i);
-            i
-        };
-        u64::from(info.dwPageSize).max(4096)
-    })
+    *PAGE.get_or_init(|| u64::from(system_info().dwPageSize).max(4096))
 }
 
 fn counters() -> Result<PROCESS_MEMORY_COUNTERS_EX> {

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use crate::error::{Error, Result};
 use crate::probes::FdInfo;
@@ -75,6 +76,16 @@ fn system_proc(dll: &[u8], name: &[u8]) -> Option<unsafe extern "system" fn() ->
 pub(crate) fn is_wine() -> bool {
     static WINE: OnceLock<bool> = OnceLock::new();
     *WINE.get_or_init(|| system_proc(b"ntdll.dll\0", b"wine_get_version\0").is_some())
+}
+
+/// Page size and address range of this system (they never change while it runs).
+fn system_info() -> SYSTEM_INFO {
+    // SAFETY: GetSystemInfo only fills the struct, and cannot fail.
+    unsafe {
+        let mut i: SYSTEM_INFO = std::mem::zeroed();
+        GetSystemInfo(&mut i);
+        i
+    }
 }
 
 /// A handle closed on drop.
