@@ -86,9 +86,10 @@ test-psutil: develop  ## psutil 7.2.2's test_memleaks.py under our psleak, once;
 BENCH_ARGS ?=
 PSUTIL_ROUNDS ?= 10
 
-bench: develop  ## benchmarks: probes vs psutil; refcount census at 1M objects; leak matrix and psutil's leak tests vs psleak 0.1.6 (BENCH_ARGS="--repeat 5", PSUTIL_ROUNDS=10 by default)
+bench: develop  ## benchmarks: probes vs psutil; refcount census at 1M objects; native tracking on vs off; leak matrix and psutil's leak tests vs psleak 0.1.6 (BENCH_ARGS="--repeat 5", PSUTIL_ROUNDS=10 by default)
 	$(PY) bench/probes.py
 	$(PY) bench/census.py
+	$(PY) bench/tracking.py
 	$(PY) bench/matrix.py $(BENCH_ARGS)
 	$(PY) bench/psutil_client.py --rounds $(PSUTIL_ROUNDS)
 

@@ -162,12 +162,17 @@ KINDS = (
 # still runs and scores them. Remove a name once the engine gets it right every time.
 # Measured on main at 84d7a6d (bench/matrix.py --only ours --repeat 3, both allocators):
 # every one of these was wrong in every run.
-PENDING: dict[str, str] = {
-    # Counters alone cannot see these; exact allocation tracking (issue 10) does.
-    "leak_churn_pylist": "issue 10",  # 16 B/call under a 500 KB cache's flushes: settled samples vary by more
-    "leak_site_rare": "issue 10",  # 64 B per 100 calls: served from glibc's tcache, invisible to mallinfo2
-    "leak_site_churn": "issue 10",  # as leak_churn_pylist
-}
+PENDING: dict[str, str] = (
+    {}
+    if sys.platform.startswith("linux")
+    else {
+        # Counters alone cannot see these; exact allocation tracking (issue 10, Linux
+        # only so far) does.
+        "leak_churn_pylist": "issue 10",  # 16 B/call under a 500 KB cache's flushes
+        "leak_site_rare": "issue 10",  # 64 B per 100 calls: served from glibc's tcache
+        "leak_site_churn": "issue 10",  # as leak_churn_pylist
+    }
+)
 
 
 def load_extension(force_build: bool = False):

@@ -111,6 +111,8 @@ def test_knobs_are_applied() -> None:
         "vms": 65536,
         "blocks": 0,
         "refs": 0,
+        "native_blocks": 0,
+        "native_bytes": 0,
     }
 
 

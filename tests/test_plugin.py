@@ -306,8 +306,8 @@ def test_ini_then_command_line_then_marker_then_kwargs(inner: pytest.Pytester) -
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*CONFIG 11 2 33554432 {'anon': 65536, 'blocks': 0, 'heap': 100, 'mmap': 0, 'refs': 0, "
-            "'rss': 65536, 'vms': 65536}",
+            "*CONFIG 11 2 33554432 {'anon': 65536, 'blocks': 0, 'heap': 100, 'mmap': 0, "
+            "'native_blocks': 0, 'native_bytes': 0, 'refs': 0, 'rss': 65536, 'vms': 65536}",
             "*MARKER 17 2",
             "*KWARGS 19",
         ]
@@ -317,8 +317,8 @@ def test_ini_then_command_line_then_marker_then_kwargs(inner: pytest.Pytester) -
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*CONFIG 13 2 33554432 {'anon': 65536, 'blocks': 0, 'heap': 7, 'mmap': 7, 'refs': 0, "
-            "'rss': 65536, 'vms': 65536}",
+            "*CONFIG 13 2 33554432 {'anon': 65536, 'blocks': 0, 'heap': 7, 'mmap': 7, "
+            "'native_blocks': 0, 'native_bytes': 7, 'refs': 0, 'rss': 65536, 'vms': 65536}",
             "*MARKER 17 2",
             "*KWARGS 19",
         ]

@@ -48,12 +48,13 @@ DEFAULTS: dict[str, Any] = {
     "checkers": Checkers(),
     "memory_budget": _psleak.DEFAULT_MEMORY_BUDGET,
     "verbosity": 0,
+    "track_native": True,
 }
 KNOBS = tuple(DEFAULTS)
 #: The metrics a check measures, in report order.
 METRICS: tuple[str, ...] = tuple(_psleak.METRICS)
-#: The metrics in bytes (all but ``blocks`` and ``refs``, counts).
-BYTE_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m not in ("blocks", "refs"))
+#: The metrics in bytes (all but the counts ``blocks``, ``refs`` and ``native_blocks``).
+BYTE_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m not in ("blocks", "refs", "native_blocks"))
 #: Older names of metrics, accepted in ``tolerance`` dicts: psleak 0.1.6 calls the
 #: private anonymous memory ``uss``.
 METRIC_ALIASES: dict[str, str] = {"uss": "anon"} if "anon" in METRICS else {}
@@ -122,8 +123,10 @@ def validate_knobs(
     checkers: Any,
     memory_budget: Any,
     verbosity: Any = 0,
+    track_native: Any = True,
 ) -> None:
     """Raises TypeError or ValueError naming the first bad knob."""
+    _check_type("track_native", track_native, bool)
     # times >= 2 as in psleak 0.1.6: a first run of one call measures nothing but noise,
     # and code written for 0.1.6 expects times=1 to be refused.
     for name, value, minimum in (("warmup_times", warmup_times, 0), ("times", times, 2), ("retries", retries, 1)):
@@ -498,6 +501,7 @@ def check(
                 fds=checkers.fds,
                 threads=checkers.c_threads,
                 handles=checkers.handles,
+                track_native=k["track_native"],
                 settle=hooks.settle,
                 blocks=sys.getallocatedblocks,
                 refs=held,

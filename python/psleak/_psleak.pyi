@@ -71,6 +71,7 @@ def run_check(
     fds: bool = True,
     threads: bool = True,
     handles: bool = True,
+    track_native: bool = True,
     settle: Callable[[], object] | None = None,
     blocks: Callable[[], int] | None = None,
     refs: Callable[[], int] | None = None,

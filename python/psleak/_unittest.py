@@ -55,6 +55,9 @@ class MemoryLeakTestCase(unittest.TestCase):
     checkers: ClassVar[Checkers] = _core.DEFAULTS["checkers"]
     #: Most the process may grow during a check (bytes); growing further is a leak.
     memory_budget: ClassVar[int] = _core.DEFAULTS["memory_budget"]
+    #: Count native allocations exactly and say where leaks allocate (Linux, glibc);
+    #: False judges from the allocator's and the kernel's counters alone.
+    track_native: ClassVar[bool] = _core.DEFAULTS["track_native"]
     #: 0: quiet; 1: print the report of every check; 2: also a line per run.
     verbosity: ClassVar[int] = 0
 

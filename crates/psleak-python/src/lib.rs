@@ -59,6 +59,82 @@ fn to_pyerr(e: psleak::Error) -> PyErr {
     }
 }
 
+/// Where the interpreter is when native code allocates, during the where run: a trace
+/// function (`sys.settrace`) notes the running frame's code object and line at every line
+/// and call, as a token in the core's thread-local slot ([`psleak::set_host_location`]),
+/// so that a native allocation is tagged with the Python line being executed. When a
+/// tracer is already set (a debugger, coverage), a profile function (`sys.setprofile`,
+/// call and C-call events) is used instead; when both are taken, nothing. Tokens index
+/// `frames`; the code objects are kept alive until the report is made.
+#[pyclass(module = "psleak._psleak")]
+struct Locator {
+    frames: Vec<(Py<PyAny>, u32)>,
+    index: std::collections::HashMap<(usize, u32), u64>,
+    /// "settrace" or "setprofile": how it was installed.
+    via: Option<&'static str>,
+    /// psleak's package directory: frames of its own Python code get no token.
+    own_dir: String,
+}
+
+#[pymethods]
+impl Locator {
+    /// The trace or profile hook: `(frame, event, arg)`. Returns itself, the local trace
+    /// function for the frame (so that its line events come too).
+    fn __call__<'py>(
+        slf: Bound<'py, Self>,
+        frame: &Bound<'py, PyAny>,
+        event: &str,
+        _arg: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        // Everything here is the locator's own work: none of it is the function's.
+        psleak::untracked(|| -> PyResult<()> {
+            let frame = match event {
+                // Back in the caller: its line (the one that made the call) is current.
+                "return" => frame.getattr("f_back")?,
+                "call" | "line" | "c_call" | "c_return" | "c_exception" => frame.clone(),
+                _ => return Ok(()),
+            };
+            if frame.is_none() {
+                psleak::set_host_location(0);
+                return Ok(());
+            }
+            let code = frame.getattr("f_code")?;
+            let mut this = slf.borrow_mut();
+            // psleak's own Python code (the call gate) is no caller worth naming.
+            let file: String = code.getattr("co_filename")?.extract().unwrap_or_default();
+            if !this.own_dir.is_empty() && file.starts_with(&this.own_dir) {
+                psleak::set_host_location(0);
+                return Ok(());
+            }
+            let line: u32 = frame.getattr("f_lineno")?.extract().unwrap_or(0);
+            let key = (code.as_ptr() as usize, line);
+            let next = this.frames.len() as u64 + 1;
+            let token = *this.index.entry(key).or_insert(next);
+            if token == next {
+                this.frames.push((code.unbind(), line));
+            }
+            psleak::set_host_location(token);
+            Ok(())
+        })?;
+        Ok(slf)
+    }
+}
+
+/// The directory of the `psleak` package (with a trailing separator), "" if unknown.
+fn psleak_dir(py: Python<'_>) -> String {
+    let file = py
+        .import("psleak")
+        .and_then(|m| m.getattr("__file__"))
+        .and_then(|f| f.extract::<String>());
+    match file {
+        Ok(f) => match std::path::Path::new(&f).parent() {
+            Some(dir) => format!("{}{}", dir.display(), std::path::MAIN_SEPARATOR),
+            None => String::new(),
+        },
+        Err(_) => String::new(),
+    }
+}
+
 /// A Python function under test, with the Python-side hooks.
 struct PyHost<'py> {
     fun: Bound<'py, PyAny>,
@@ -69,6 +145,7 @@ struct PyHost<'py> {
     progress: Option<Bound<'py, PyAny>>,
     calls: u64,
     progress_error: Option<PyErr>,
+    locator: Option<Bound<'py, Locator>>,
 }
 
 impl psleak::Host for PyHost<'_> {
@@ -138,6 +215,75 @@ impl psleak::Host for PyHost<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Installs the locator for the where run (see [`Locator`]); removes it afterwards,
+    /// only if it is still the one installed.
+    fn locate(&mut self, on: bool) {
+        let py = self.fun.py();
+        let Ok(sys) = py.import("sys") else { return };
+        let free = |getter: &str| sys.call_method0(getter).is_ok_and(|t| t.is_none());
+        if on {
+            let via = if free("gettrace") {
+                "settrace"
+            } else if free("getprofile") {
+                "setprofile"
+            } else {
+                return;
+            };
+            let locator = match &self.locator {
+                Some(l) => l.clone(),
+                None => match Bound::new(
+                    py,
+                    Locator {
+                        frames: Vec::new(),
+                        index: std::collections::HashMap::new(),
+                        via: None,
+                        own_dir: psleak_dir(py),
+                    },
+                ) {
+                    Ok(l) => l,
+                    Err(_) => return,
+                },
+            };
+            if sys.call_method1(via, (&locator,)).is_ok() {
+                locator.borrow_mut().via = Some(via);
+                self.locator = Some(locator);
+            }
+        } else if let Some(locator) = &self.locator {
+            let via = locator.borrow_mut().via.take();
+            if let Some(via) = via {
+                let getter = if via == "settrace" {
+                    "gettrace"
+                } else {
+                    "getprofile"
+                };
+                if sys.call_method0(getter).is_ok_and(|t| t.is(locator)) {
+                    let _ = sys.call_method1(via, (py.None(),));
+                }
+            }
+            psleak::set_host_location(0);
+        }
+    }
+
+    fn location(&mut self, token: u64) -> Option<psleak::Frame> {
+        let locator = self.locator.as_ref()?.borrow();
+        let (code, line) = locator.frames.get(usize::try_from(token).ok()?.checked_sub(1)?)?;
+        let code = code.bind(self.fun.py());
+        let text = |attr: &str| code.getattr(attr).ok()?.extract::<String>().ok();
+        Some(psleak::Frame {
+            function: text("co_qualname").or_else(|| text("co_name")),
+            file: text("co_filename"),
+            line: Some(*line),
+            object: None,
+            offset: None,
+            python: true,
+        })
+    }
+
+    /// An address in the interpreter: the `python` program or `libpython`.
+    fn runtime_address(&self) -> Option<usize> {
+        Some(pyo3::ffi::Py_IsInitialized as *const () as usize)
     }
 
     /// Sleeps without the GIL: a Python thread that finished its work needs it to exit.
@@ -323,7 +469,7 @@ mod _psleak {
     /// [`CoreReport`]. Exceptions raised by `fun` or the hooks propagate.
     #[pyfunction]
     #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
-                        memory=true, fds=true, threads=true, handles=true,
+                        memory=true, fds=true, threads=true, handles=true, track_native=true,
                         settle=None, blocks=None, refs=None, resources=None, progress=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn run_check<'py>(
@@ -338,6 +484,7 @@ mod _psleak {
         fds: bool,
         threads: bool,
         handles: bool,
+        track_native: bool,
         settle: Option<Bound<'py, PyAny>>,
         blocks: Option<Bound<'py, PyAny>>,
         refs: Option<Bound<'py, PyAny>>,
@@ -353,7 +500,8 @@ mod _psleak {
             .times(times)
             .retries(retries)
             .memory_budget(memory_budget)
-            .checkers(checkers_from(memory, fds, threads, handles));
+            .checkers(checkers_from(memory, fds, threads, handles))
+            .track_native(track_native);
         for (key, amount) in tolerance {
             let metric = psleak::Metric::from_name(&key).ok_or_else(|| {
                 pyo3::exceptions::PyValueError::new_err(format!("invalid tolerance key {key:?}"))
@@ -369,6 +517,7 @@ mod _psleak {
             progress,
             calls: 0,
             progress_error: None,
+            locator: None,
         };
         let report = match check.run_host(&mut host) {
             Ok(r) => r,

@@ -7,6 +7,7 @@
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::report::{Report, Resource};
+use crate::tracking::Frame;
 use crate::verdict::{Metric, Values, METRIC_COUNT};
 
 /// Which checks run. Front ends may add their own resource kinds through
@@ -126,6 +127,26 @@ pub trait Host {
     fn pause(&mut self, duration: std::time::Duration) {
         std::thread::sleep(duration);
     }
+
+    /// The where run (stack capture, after a leak is confirmed) starts (`true`) or ends. A
+    /// host that can say where its runtime is when native code allocates (Python: the line
+    /// calling into the extension) starts telling it through
+    /// [`crate::set_host_location`] here, and stops when called with `false`.
+    fn locate(&mut self, _on: bool) {}
+
+    /// The runtime frame for a token the host passed to [`crate::set_host_location`].
+    fn location(&mut self, _token: u64) -> Option<Frame> {
+        None
+    }
+
+    /// An address inside the runtime's own shared object or program (Python: the
+    /// interpreter's). Native frames of that object past the code under test are the
+    /// runtime's machinery (its eval loop), left out of allocation sites; its `mmap` calls
+    /// are its allocator's arenas (pymalloc's), not counted by allocation tracking (its
+    /// objects are counted by [`Host::blocks`]).
+    fn runtime_address(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Why a check could not reach a verdict.
@@ -157,6 +178,7 @@ pub struct LeakCheck {
     pub(crate) tolerance: [u64; METRIC_COUNT],
     pub(crate) memory_budget: u64,
     pub(crate) checkers: Checkers,
+    pub(crate) track_native: bool,
 }
 
 impl Default for LeakCheck {
@@ -167,7 +189,7 @@ impl Default for LeakCheck {
 
 impl LeakCheck {
     /// The defaults: 10 warm-up calls, first run of 200 calls, at most 10 runs, no
-    /// tolerance, 64 MiB memory budget, all checkers.
+    /// tolerance, 64 MiB memory budget, all checkers, native allocations tracked.
     pub fn new() -> LeakCheck {
         LeakCheck {
             name: "function".into(),
@@ -177,6 +199,7 @@ impl LeakCheck {
             tolerance: [0; METRIC_COUNT],
             memory_budget: DEFAULT_MEMORY_BUDGET,
             checkers: Checkers::default(),
+            track_native: true,
         }
     }
 
@@ -230,6 +253,16 @@ impl LeakCheck {
     /// Which checks run.
     pub fn checkers(mut self, checkers: Checkers) -> Self {
         self.checkers = checkers;
+        self
+    }
+
+    /// Whether native allocations are tracked exactly during the memory runs (default: on,
+    /// where the platform allows; see the crate docs): every block the runs allocate and
+    /// leave alive is counted ([`Metric::NativeBlocks`], [`Metric::NativeBytes`]), and a
+    /// confirmed leak is rerun with stack capture so that the report says where it
+    /// allocates. Off: the check judges from the allocator's and the kernel's counters.
+    pub fn track_native(mut self, on: bool) -> Self {
+        self.track_native = on;
         self
     }
 

@@ -9,13 +9,17 @@ use crate::check::{CheckError, Host, LeakCheck, Phase, Progress};
 use crate::error::Result;
 use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
 use crate::sys::backend;
-use crate::verdict::{decide, thresholds, Decision, Metric, Policy, Run, Values, METRIC_COUNT};
+use crate::tracking::{Site, Tracking};
+use crate::verdict::{decide, thresholds, Decision, Finding, Metric, Policy, Run, Values, METRIC_COUNT};
 
 /// How long a seeming fd or thread leak is given to go away before it is reported.
 const RESOURCE_SETTLE_MS: u64 = 50;
 
 /// How many idle intervals measure the noise floor.
 const NOISE_SAMPLES: usize = 3;
+
+/// Most allocation sites a report lists.
+const MAX_SITES: usize = 5;
 
 /// Takes samples of the enabled metrics.
 struct Sampler {
@@ -141,6 +145,24 @@ impl<'a, H: Host> Driver<'a, H> {
             seconds: self.started.elapsed().as_secs_f64(),
             notes: self.notes.clone(),
             traced_sites: Vec::new(),
+            sites: Vec::new(),
+        }
+    }
+
+    /// Installs the allocation hooks for the runs, or notes why they cannot be.
+    fn start_tracking(&mut self) -> Option<Tracking> {
+        if !self.check.track_native {
+            return None;
+        }
+        match Tracking::start(self.host.runtime_address()) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.notes.push(format!(
+                    "native allocations not tracked ({why}): judged from malloc's and the \
+                     kernel's counters"
+                ));
+                None
+            }
         }
     }
 
@@ -263,6 +285,11 @@ impl<'a, H: Host> Driver<'a, H> {
         // as the function's growth.
         let mut runs: Vec<Run> = Vec::with_capacity(self.check.retries as usize);
 
+        // Installed before the first sample (installing maps the live table, which must not
+        // count as the function's growth); dropped, and so removed, on every way out of
+        // this function.
+        let tracking = self.start_tracking();
+
         // Noise floor: the largest change between samples with no call in between.
         self.settle()?;
         let base = sampler.sample(self.host)?;
@@ -293,6 +320,8 @@ impl<'a, H: Host> Driver<'a, H> {
         if self.host.refs().is_none() {
             policy.enabled[Metric::Refs.index()] = false;
         }
+        policy.enabled[Metric::NativeBlocks.index()] = tracking.is_some();
+        policy.enabled[Metric::NativeBytes.index()] = tracking.is_some();
 
         let mut peak: i64 = 0;
         let decision = loop {
@@ -301,7 +330,14 @@ impl<'a, H: Host> Driver<'a, H> {
                 d => break d,
             };
             let started = Instant::now();
-            let batch = self.batch(&sampler, calls, base, &policy)?;
+            if let Some(t) = &tracking {
+                t.set_run(runs.len() as u32 + 1);
+            }
+            let batch = self.batch(&sampler, calls, base, &policy);
+            if let Some(t) = &tracking {
+                t.set_run(0);
+            }
+            let batch = batch?;
             peak = peak.max(batch.peak);
             self.settle()?;
             let s = sampler.sample(self.host)?;
@@ -313,15 +349,49 @@ impl<'a, H: Host> Driver<'a, H> {
                 seconds: started.elapsed().as_secs_f64(),
                 budget_stop: batch.budget_stop,
             });
+            let mut growth = s.minus(&base);
+            if let Some(t) = &tracking {
+                // Every run's survivors as of now: what later runs freed no longer counts.
+                let survivors = t.survivors();
+                for (run, (blocks, bytes)) in runs.iter_mut().zip(survivors) {
+                    run.growth.set(Metric::NativeBlocks, blocks);
+                    run.growth.set(Metric::NativeBytes, bytes);
+                }
+                for m in [Metric::NativeBlocks, Metric::NativeBytes] {
+                    growth.set(m, runs.iter().map(|r| r.growth.get(m)).sum());
+                }
+            }
             prev = s;
             self.host.progress(&Progress {
                 run: runs.len(),
                 max_runs: policy.retries,
                 calls: batch.calls,
                 total_calls: self.calls,
-                growth: s.minus(&base),
+                growth,
             });
         };
+
+        if let Some(t) = &tracking {
+            // Its pages are in rss, so the budget already counted them; say so when they
+            // were enough to matter (the where run's stack store comes after).
+            let bytes = t.bytes();
+            if bytes > 4 << 20 {
+                self.notes.push(format!(
+                    "allocation tracking held {} for its table and stacks (counted in rss and \
+                     the memory budget)",
+                    crate::report::format_bytes(bytes as f64)
+                ));
+            }
+        }
+        // Sites only for what tracking counted: a leak seen by the counters alone (Python
+        // objects in pymalloc's arenas) has none to show, and extra calls would only grow it.
+        let sites = match (&tracking, &decision) {
+            (Some(t), Decision::Leak(findings)) if findings.iter().any(|f| f.metric.is_survivors()) => {
+                self.locate(t, findings, &runs)?
+            }
+            _ => Vec::new(),
+        };
+        drop(tracking);
 
         let calls_in_runs = self.calls - calls_before_runs;
         let resources_after = self.resources(Phase::AfterRuns)?;
@@ -346,7 +416,56 @@ impl<'a, H: Host> Driver<'a, H> {
         report.noise = noise;
         report.enabled = policy.enabled;
         report.peak_growth = peak;
+        report.sites = sites;
         Ok(report)
+    }
+
+    /// The where run, once a leak is confirmed: `times` calls with stack capture on (run
+    /// A), then as many calls as the longest run with capture off (run B, so that A's
+    /// blocks that a cache or a flush would free get the chance), settle, and group A's
+    /// survivors by stack. Both are shortened so that the leak, at the rate found, adds at
+    /// most a quarter of the memory budget.
+    fn locate(
+        &mut self,
+        tracking: &Tracking,
+        findings: &[Finding],
+        runs: &[Run],
+    ) -> Res<Vec<Site>, H::Error> {
+        let rate = findings
+            .iter()
+            .filter(|f| f.metric.is_bytes())
+            .map(|f| f.per_call)
+            .fold(1.0f64, f64::max);
+        let room = (self.check.memory_budget / 4) as f64 / rate;
+        let longest = runs.iter().map(|r| r.calls).max().unwrap_or(self.check.times);
+        let a = (self.check.times as f64).min(room).max(1.0) as u64;
+        let b = (longest as f64).min(room - a as f64).max(0.0) as u64;
+        let run_a = runs.len() as u32 + 1;
+        self.settle()?;
+        self.host.locate(true);
+        tracking.set_capture(true);
+        tracking.set_run(run_a);
+        let mut made = 0;
+        let mut result = Ok(());
+        while made < a && result.is_ok() {
+            result = self.call();
+            made += 1;
+        }
+        tracking.set_capture(false);
+        self.host.locate(false);
+        tracking.set_run(run_a + 1);
+        for _ in 0..b {
+            if result.is_err() {
+                break;
+            }
+            result = self.call();
+        }
+        tracking.set_run(0);
+        result?;
+        self.settle()?;
+        let runtime = self.host.runtime_address();
+        let host = &mut *self.host;
+        Ok(tracking.sites(run_a, made, MAX_SITES, runtime, &mut |token| host.location(token)))
     }
 
     /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get

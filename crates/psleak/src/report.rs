@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::probes::{FdInfo, FdKind, ThreadInfo};
+use crate::tracking::Site;
 use crate::verdict::{Finding, LeakReason, Metric, Run, Values, METRIC_COUNT};
 
 /// A kind of resource that a call can leave open.
@@ -255,6 +256,9 @@ pub struct Report {
     /// verdict (Python: tracemalloc). Empty when nothing traced it.
     #[serde(rename = "where")]
     pub traced_sites: Vec<TracedSite>,
+    /// Where the blocks a leak leaves alive were allocated, largest first, counted by
+    /// native allocation tracking (empty when it was off, unavailable, or counted no leak).
+    pub sites: Vec<Site>,
 }
 
 fn by_metric_name<S: serde::Serializer>(
@@ -522,6 +526,7 @@ impl Report {
 
     /// "allocated (tracemalloc, innermost frame last):" and the sites, one block each.
     fn write_sites(&self, s: &mut String) {
+        s.push_str(&self.sites_text());
         let mut tracer: Option<&str> = None;
         for site in &self.traced_sites {
             if tracer != Some(site.tracer.as_str()) {
@@ -541,6 +546,34 @@ impl Report {
                 }
             }
         }
+    }
+
+    /// The "allocated at" section of native allocation tracking: each site's share per
+    /// call, then its frames, innermost first (the allocating call), down to the
+    /// runtime's line that called native code.
+    pub fn sites_text(&self) -> String {
+        let mut s = String::new();
+        if self.sites.is_empty() {
+            return s;
+        }
+        s.push_str("\nallocated at (blocks left alive per call; innermost frame first):");
+        for site in &self.sites {
+            let blocks = site.blocks_per_call;
+            let _ = write!(
+                s,
+                "\n  {}/call in {} block{}/call",
+                format_bytes(site.bytes_per_call),
+                format_value(Metric::NativeBlocks, blocks),
+                if blocks == 1.0 { "" } else { "s" }
+            );
+            if site.frames.is_empty() {
+                s.push_str("\n    (no frame outside psleak and the runtime)");
+            }
+            for f in &site.frames {
+                let _ = write!(s, "\n    {}", f.describe());
+            }
+        }
+        s
     }
 
     /// The growth per call of a run on the metric that leaks (or the heap), for the table.
@@ -719,6 +752,7 @@ mod tests {
             seconds: 0.1,
             notes: vec![],
             traced_sites: vec![],
+            sites: vec![],
         }
     }
 
@@ -811,13 +845,14 @@ mod tests {
             runs: vec![Run::new(200, growth)],
             noise: Values::default(),
             thresholds: Values::default(),
-            enabled: [true, true, false, false, false, false, false],
+            enabled: [true, true, false, false, false, false, false, false, false],
             max_runs: 10,
             memory_budget: 1 << 26,
             peak_growth: 6400,
             seconds: 0.1,
             notes: vec![],
             traced_sites: vec![],
+            sites: vec![],
         };
         let svg = report.to_svg();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));

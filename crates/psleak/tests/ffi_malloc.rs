@@ -19,9 +19,12 @@ fn malloc_leak_is_caught() {
     let Outcome::MemoryLeak { findings } = &report.outcome else {
         panic!("{report}")
     };
-    assert_eq!(findings[0].metric, Metric::Heap);
-    // malloc(100) takes a 112-byte chunk.
-    assert!((100.0..=120.0).contains(&findings[0].per_call), "{report}");
+    // Counted exactly by allocation tracking: 100 bytes a call...
+    assert_eq!(findings[0].metric, Metric::NativeBytes);
+    assert_eq!(findings[0].per_call, 100.0, "{report}");
+    // ... and seen by malloc's counters too: malloc(100) takes a 112-byte chunk.
+    let heap = findings.iter().find(|f| f.metric == Metric::Heap).unwrap();
+    assert!((100.0..=120.0).contains(&heap.per_call), "{report}");
     let text = LeakError::Leak(report.clone()).to_string();
     assert!(text.starts_with("'leak_malloc' leaks ~"), "{text}");
     assert!(text.contains("runs grew"), "{text}");

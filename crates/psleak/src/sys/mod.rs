@@ -42,6 +42,11 @@ pub(crate) mod windows;
 #[cfg(all(windows, not(psleak_unsupported)))]
 pub(crate) use windows as backend;
 
+// Allocation tracking for every backend without one (macOS, Windows, unsupported).
+#[cfg(any(not(target_os = "linux"), psleak_unsupported, test))]
+#[cfg_attr(all(target_os = "linux", not(psleak_unsupported)), allow(dead_code))]
+pub(crate) mod no_track;
+
 #[cfg(any(
     not(any(target_os = "linux", target_os = "macos", windows)),
     psleak_unsupported

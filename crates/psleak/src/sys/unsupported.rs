@@ -102,3 +102,5 @@ mod tests {
         assert!(r.is_ok(), "{r:?}");
     }
 }
+
+pub(crate) use super::no_track as track;

@@ -11,7 +11,7 @@
 void *volatile leaks_sink;
 
 void leak_malloc(void) {
-    char *p = malloc(100);
+    char *p = malloc(100); /* LEAK_MALLOC */
     if (p) p[0] = 1;
     leaks_sink = p; /* overwritten by the next call: never freed */
 }
@@ -90,4 +90,110 @@ void clean_thread(void) {
         pthread_setname_np(t, "tidy-worker");
         pthread_join(t, NULL);
     }
+}
+
+/* --- allocation sites (tests/ffi_track.rs): each allocating call carries a marker */
+#include <dirent.h>
+
+void leak_strdup(void) {
+    leaks_sink = strdup("allocated inside libc for its caller"); /* LEAK_STRDUP */
+}
+
+void leak_mmap_site(void) {
+    char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* LEAK_MMAP */
+    if (p != MAP_FAILED) p[0] = 1;
+    leaks_sink = p;
+}
+
+static unsigned long rare_calls;
+
+/* 64 B on every 100th call. */
+void leak_rare(void) {
+    if (++rare_calls % 100 == 0) {
+        char *p = malloc(64); /* LEAK_RARE */
+        if (p) p[0] = 1;
+        leaks_sink = p;
+    }
+}
+
+void clean_rare(void) {
+    if (++rare_calls % 100 == 0) {
+        char *p = malloc(64);
+        if (p) p[0] = 1;
+        leaks_sink = p;
+        free(p);
+    }
+}
+
+/* A cache of 1000-byte buffers flushed every 500 calls, beside (or without) 16 B/call. */
+static void *cache[500];
+static unsigned cache_len;
+
+static void churn(void) {
+    if (cache_len == 500) {
+        for (unsigned i = 0; i < cache_len; i++) free(cache[i]);
+        cache_len = 0;
+    }
+    cache[cache_len++] = malloc(1000);
+}
+
+void leak_beside_churn(void) {
+    churn();
+    char *p = malloc(16); /* LEAK_CHURN */
+    if (p) p[0] = 1;
+    leaks_sink = p;
+}
+
+void clean_churn(void) {
+    churn();
+}
+
+/* A persistent worker thread, started on the first call, allocates for every call. */
+static pthread_mutex_t work_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work_cond = PTHREAD_COND_INITIALIZER;
+static int work_pending, work_started;
+
+static void *worker_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&work_lock);
+    for (;;) {
+        while (!work_pending) pthread_cond_wait(&work_cond, &work_lock);
+        char *p = malloc(80); /* LEAK_WORKER */
+        if (p) p[0] = 1;
+        leaks_sink = p;
+        work_pending = 0;
+        pthread_cond_broadcast(&work_cond);
+    }
+    return NULL;
+}
+
+void leak_in_worker(void) {
+    pthread_mutex_lock(&work_lock);
+    if (!work_started) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker_main, NULL) == 0) {
+            pthread_setname_np(t, "leaks-worker");
+            pthread_detach(t);
+            work_started = 1;
+        }
+    }
+    work_pending = 1;
+    pthread_cond_broadcast(&work_cond);
+    while (work_started && work_pending) pthread_cond_wait(&work_cond, &work_lock);
+    pthread_mutex_unlock(&work_lock);
+}
+
+static void *short_main(void *arg) {
+    (void)arg;
+    char *p = malloc(112); /* LEAK_SHORT_THREAD */
+    if (p) p[0] = 1;
+    return p;
+}
+
+/* A thread per call that allocates and exits; the block is dropped. */
+void leak_in_short_thread(void) {
+    pthread_t t;
+    void *p = NULL;
+    if (pthread_create(&t, NULL, short_main, NULL) == 0) pthread_join(t, &p);
+    leaks_sink = p;
 }

@@ -20,36 +20,41 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The 1-based line of `tests/c/<file>` holding `marker`.
+pub fn line_of(file: &str, marker: &str) -> u32 {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let i = text
+        .lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("{marker} not in {file}"));
+    i as u32 + 1
+}
+
 fn target() -> String {
     format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
 }
 
 impl Lib {
-    /// Compiles (once per test binary) and loads the library.
+    /// Compiles the library and loads it.
     pub fn load() -> Lib {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let src = manifest.join("tests/c/leaks.c");
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("leaks-{}", std::process::id()));
-        std::fs::create_dir_all(&out).unwrap();
-        let so = out.join("libleaks.so");
-        let compiler = cc::Build::new()
-            .target(&target())
-            .host(&target())
-            .opt_level(1)
-            .cargo_metadata(false)
-            .cargo_warnings(false)
-            .get_compiler();
-        let mut cmd: Command = compiler.to_command();
-        cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror", "-o"])
-            .arg(&so)
-            .arg(&src);
-        let status = cmd.status().expect("cannot run the C compiler");
-        assert!(status.success(), "compiling {} failed", src.display());
+        let so = build();
         let path = CString::new(so.to_str().unwrap()).unwrap();
         // SAFETY: dlopen with a valid NUL-terminated path.
         let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
         assert!(!handle.is_null(), "dlopen({}) failed", so.display());
         Lib(handle)
+    }
+
+    /// Compiles the library and copies it to `name` (not loaded): a distinct object for
+    /// the dynamic linker, for a test to load when it wants.
+    pub fn build_copy(name: &str) -> PathBuf {
+        let so = build();
+        let copy = so.with_file_name(name);
+        std::fs::copy(&so, &copy).unwrap();
+        copy
     }
 
     fn sym(&self, name: &str) -> *mut libc::c_void {
@@ -71,4 +76,35 @@ impl Lib {
         // SAFETY: the symbol is a C function taking nothing and returning int.
         unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> libc::c_int>(self.sym(name)) }
     }
+}
+
+/// Compiles `tests/c/leaks.c` into a shared library (once per test binary: later calls
+/// find it built) and returns its path.
+fn build() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let src = manifest.join("tests/c/leaks.c");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("leaks-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let so = out.join("libleaks.so");
+    if so.exists() {
+        return so;
+    }
+    let compiler = cc::Build::new()
+        .target(&target())
+        .host(&target())
+        .opt_level(2)
+        // DWARF, so that allocation sites name file:line; no frame pointers, so that the
+        // unwinder is shown to work without them (it reads .eh_frame).
+        .debug(true)
+        .flag("-fomit-frame-pointer")
+        .cargo_metadata(false)
+        .cargo_warnings(false)
+        .get_compiler();
+    let mut cmd: Command = compiler.to_command();
+    cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror", "-o"])
+        .arg(&so)
+        .arg(&src);
+    let status = cmd.status().expect("cannot run the C compiler");
+    assert!(status.success(), "compiling {} failed", src.display());
+    so
 }

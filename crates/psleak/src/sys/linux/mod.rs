@@ -8,6 +8,7 @@ mod malloc;
 mod memory;
 pub(crate) mod parse;
 mod threads;
+pub(crate) mod track;
 
 pub(crate) const NAME: &str = "linux";
 /// POSIX file descriptors are this OS's resource table.

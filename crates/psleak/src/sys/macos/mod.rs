@@ -39,6 +39,10 @@ pub(crate) const HAS_FDS: bool = true;
 #[cfg(target_os = "macos")]
 pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 
+/// Allocation tracking: not on macOS yet (its dyld binds through `__got` / lazy pointers,
+/// a different patcher); checks judge from the counters.
+#[cfg(target_os = "macos")]
+pub(crate) use super::no_track as track;
 #[cfg(target_os = "macos")]
 pub(crate) use fds::{fd_count, fd_list};
 #[cfg(target_os = "macos")]

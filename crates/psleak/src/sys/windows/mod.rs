@@ -30,6 +30,9 @@ pub(crate) const NAME: &str = "windows";
 pub(crate) const HAS_FDS: bool = false;
 pub(crate) const HAS_HANDLES: bool = true;
 
+/// Allocation tracking: not on Windows yet (its loader binds through the import address
+/// table, a different patcher); checks judge from the counters.
+pub(crate) use super::no_track as track;
 pub(crate) use handles::{handle_count, handle_list};
 pub(crate) use heap::{heap_list, malloc_stats, malloc_trim};
 pub(crate) use memory::{memory_counters, memory_quick, page_size, process_memory};

@@ -1,0 +1,335 @@
+//! The intercepted functions: one table ([`SYMBOLS`]), one hook each.
+//!
+//! A hook calls the real function through the address `dlsym(RTLD_DEFAULT)` gave before
+//! installation (so an `LD_PRELOAD`ed allocator stays the one that allocates), then
+//! records the result in the live table. The reentrancy guard is a thread-local flag: while
+//! it is set (the tracker's own work, the driver's bookkeeping, symbolisation) the hooks
+//! only forward. Frees are forgotten *before* the real call, so that the address cannot be
+//! handed to another thread and recorded anew before we forget the old block.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use super::{stacks, table};
+
+/// What is intercepted. The order is the index into [`REAL`] and [`hook_addresses`].
+pub(crate) const SYMBOLS: [&CStr; 15] = [
+    c"malloc",
+    c"calloc",
+    c"realloc",
+    c"reallocarray",
+    c"free",
+    c"posix_memalign",
+    c"aligned_alloc",
+    c"memalign",
+    c"valloc",
+    c"pvalloc",
+    c"mmap",
+    c"mmap64",
+    c"munmap",
+    c"mremap",
+    c"dlopen",
+];
+pub(crate) const DLOPEN: usize = 14;
+/// The page-mapping functions (indices into [`SYMBOLS`]).
+pub(crate) const MAPPINGS: [usize; 4] = [10, 11, 12, 13];
+
+/// The real functions, resolved before the hooks go in (0: not found).
+pub(crate) static REAL: [AtomicUsize; SYMBOLS.len()] = [const { AtomicUsize::new(0) }; SYMBOLS.len()];
+
+/// The run being measured (1-based); 0 between runs, when nothing new is recorded.
+pub(crate) static RUN: AtomicU32 = AtomicU32::new(0);
+/// Whether stacks are captured (the where run).
+pub(crate) static CAPTURE: AtomicU32 = AtomicU32::new(0);
+
+struct Local {
+    /// Set while this thread must not record (see the module doc).
+    busy: Cell<bool>,
+    /// The front end's token for where this thread is (Python: code object and line).
+    host: Cell<u64>,
+}
+
+thread_local! {
+    // const-initialised and without Drop: no lazy registration, no allocation, usable
+    // while a thread exits.
+    static LOCAL: Local = const {
+        Local { busy: Cell::new(false), host: Cell::new(0) }
+    };
+}
+
+/// Runs `f` with this thread's recording paused.
+pub(crate) fn paused<R>(f: impl FnOnce() -> R) -> R {
+    let was = LOCAL.with(|l| l.busy.replace(true));
+    let r = f();
+    LOCAL.with(|l| l.busy.set(was));
+    r
+}
+
+pub(crate) fn set_host_location(token: u64) {
+    LOCAL.with(|l| l.host.set(token));
+}
+
+/// Records a new block, unless this thread is busy or no run is measured.
+#[inline]
+fn record(addr: usize, size: usize, mapping: bool) {
+    let run = RUN.load(Ordering::Relaxed);
+    if run == 0 || addr == 0 {
+        return;
+    }
+    LOCAL.with(|l| {
+        if l.busy.replace(true) {
+            return;
+        }
+        let stack = if CAPTURE.load(Ordering::Relaxed) != 0 {
+            stacks::capture(l.host.get())
+        } else {
+            stacks::NONE
+        };
+        table::insert(table::Entry::new(addr, size, mapping, run, stack));
+        l.busy.set(false);
+    });
+}
+
+/// Forgets a block (if recorded) and returns it.
+#[inline]
+fn forget(addr: usize) -> Option<table::Entry> {
+    if addr == 0 {
+        return None;
+    }
+    table::remove(addr)
+}
+
+#[inline]
+fn real(i: usize) -> usize {
+    REAL[i].load(Ordering::Relaxed)
+}
+
+type Malloc = unsafe extern "C" fn(usize) -> *mut libc::c_void;
+type Calloc = unsafe extern "C" fn(usize, usize) -> *mut libc::c_void;
+type Realloc = unsafe extern "C" fn(*mut libc::c_void, usize) -> *mut libc::c_void;
+type ReallocArray = unsafe extern "C" fn(*mut libc::c_void, usize, usize) -> *mut libc::c_void;
+type Free = unsafe extern "C" fn(*mut libc::c_void);
+type PosixMemalign = unsafe extern "C" fn(*mut *mut libc::c_void, usize, usize) -> libc::c_int;
+type Aligned = unsafe extern "C" fn(usize, usize) -> *mut libc::c_void;
+type Mmap = unsafe extern "C" fn(
+    *mut libc::c_void,
+    usize,
+    libc::c_int,
+    libc::c_int,
+    libc::c_int,
+    libc::off_t,
+) -> *mut libc::c_void;
+type Munmap = unsafe extern "C" fn(*mut libc::c_void, usize) -> libc::c_int;
+type Mremap = unsafe extern "C" fn(*mut libc::c_void, usize, usize, libc::c_int, ...) -> *mut libc::c_void;
+type Dlopen = unsafe extern "C" fn(*const libc::c_char, libc::c_int) -> *mut libc::c_void;
+
+/// The real function `$i` as a `$t`. Used inside the hooks' `unsafe` blocks: REAL[$i]
+/// holds the address dlsym returned for SYMBOLS[$i], whose C prototype is `$t`; the hooks
+/// are installed only when every one was found.
+macro_rules! real {
+    ($i:expr, $t:ty) => {
+        std::mem::transmute::<usize, $t>(real($i))
+    };
+}
+
+unsafe extern "C" fn malloc(size: usize) -> *mut libc::c_void {
+    // SAFETY: forwarding the caller's arguments to the real function.
+    let p = unsafe { real!(0, Malloc)(size) };
+    record(p as usize, size, false);
+    p
+}
+
+unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut libc::c_void {
+    // SAFETY: as in malloc.
+    let p = unsafe { real!(1, Calloc)(n, size) };
+    record(p as usize, n.saturating_mul(size), false);
+    p
+}
+
+/// realloc is a free and a malloc: the new block belongs to the current run, whoever
+/// allocated the old one. The old block is forgotten first (see the module doc) and put
+/// back if the call fails.
+unsafe extern "C" fn realloc(p: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+    let old = forget(p as usize);
+    // SAFETY: as in malloc.
+    let q = unsafe { real!(2, Realloc)(p, size) };
+    if q.is_null() {
+        if let (Some(old), true) = (old, size != 0) {
+            table::insert(old);
+        }
+    } else {
+        record(q as usize, size, false);
+    }
+    q
+}
+
+unsafe extern "C" fn reallocarray(p: *mut libc::c_void, n: usize, size: usize) -> *mut libc::c_void {
+    let old = forget(p as usize);
+    // SAFETY: as in malloc.
+    let q = unsafe { real!(3, ReallocArray)(p, n, size) };
+    if q.is_null() {
+        if let (Some(old), true) = (old, n.saturating_mul(size) != 0) {
+            table::insert(old);
+        }
+    } else {
+        record(q as usize, n.saturating_mul(size), false);
+    }
+    q
+}
+
+unsafe extern "C" fn free(p: *mut libc::c_void) {
+    forget(p as usize);
+    // SAFETY: as in malloc.
+    unsafe { real!(4, Free)(p) }
+}
+
+unsafe extern "C" fn posix_memalign(out: *mut *mut libc::c_void, align: usize, size: usize) -> libc::c_int {
+    // SAFETY: as in malloc.
+    let rc = unsafe { real!(5, PosixMemalign)(out, align, size) };
+    if rc == 0 && !out.is_null() {
+        // SAFETY: on success posix_memalign stored the block at *out.
+        record(unsafe { *out } as usize, size, false);
+    }
+    rc
+}
+
+macro_rules! aligned_hook {
+    ($name:ident, $i:expr) => {
+        unsafe extern "C" fn $name(align: usize, size: usize) -> *mut libc::c_void {
+            // SAFETY: as in malloc.
+            let p = unsafe { real!($i, Aligned)(align, size) };
+            record(p as usize, size, false);
+            p
+        }
+    };
+}
+aligned_hook!(aligned_alloc, 6);
+aligned_hook!(memalign, 7);
+
+unsafe extern "C" fn valloc(size: usize) -> *mut libc::c_void {
+    // SAFETY: as in malloc.
+    let p = unsafe { real!(8, Malloc)(size) };
+    record(p as usize, size, false);
+    p
+}
+
+unsafe extern "C" fn pvalloc(size: usize) -> *mut libc::c_void {
+    // SAFETY: as in malloc.
+    let p = unsafe { real!(9, Malloc)(size) };
+    record(p as usize, size, false);
+    p
+}
+
+macro_rules! mmap_hook {
+    ($name:ident, $i:expr) => {
+        unsafe extern "C" fn $name(
+            addr: *mut libc::c_void,
+            len: usize,
+            prot: libc::c_int,
+            flags: libc::c_int,
+            fd: libc::c_int,
+            off: libc::off_t,
+        ) -> *mut libc::c_void {
+            // SAFETY: as in malloc.
+            let p = unsafe { real!($i, Mmap)(addr, len, prot, flags, fd, off) };
+            if p != libc::MAP_FAILED {
+                record(p as usize, len, true);
+            }
+            p
+        }
+    };
+}
+mmap_hook!(mmap, 10);
+mmap_hook!(mmap64, 11);
+
+/// Unmapping the head of a recorded mapping keeps its tail recorded; other partial unmaps
+/// are not followed (the mapping stays counted whole).
+unsafe extern "C" fn munmap(addr: *mut libc::c_void, len: usize) -> libc::c_int {
+    let old = forget(addr as usize);
+    // SAFETY: as in malloc.
+    let rc = unsafe { real!(12, Munmap)(addr, len) };
+    if let Some(mut old) = old {
+        if rc != 0 {
+            table::insert(old);
+        } else if len < old.size() {
+            let page_len = (len + 4095) & !4095;
+            if page_len < old.size() {
+                old.addr += page_len;
+                table::insert(old.with_size(old.size() - page_len));
+            }
+        }
+    }
+    rc
+}
+
+/// mremap(2) is variadic (`new_address` only with `MREMAP_FIXED`); a Rust function cannot
+/// be, so the hook takes the fifth argument as a fixed one. On x86-64 and AArch64 Linux a
+/// variadic callee reads its arguments from the same registers, so this is what the
+/// caller passed (or an unused register); it is forwarded to the real, variadic, mremap.
+unsafe extern "C" fn mremap(
+    old_addr: *mut libc::c_void,
+    old_size: usize,
+    new_size: usize,
+    flags: libc::c_int,
+    new_addr: *mut libc::c_void,
+) -> *mut libc::c_void {
+    let old = forget(old_addr as usize);
+    // SAFETY: as in malloc.
+    let p = unsafe { real!(13, Mremap)(old_addr, old_size, new_size, flags, new_addr) };
+    if p == libc::MAP_FAILED {
+        if let Some(old) = old {
+            table::insert(old);
+        }
+    } else {
+        record(p as usize, new_size, true);
+    }
+    p
+}
+
+/// Objects loaded during a check get their entries patched before dlopen returns to the
+/// caller. glibc's dlopen looks the caller up (its return address) for the caller's
+/// namespace and `DT_RUNPATH`; through this hook the caller is psleak, so a bare library
+/// name that only the caller's RUNPATH would find is not found while tracking is on (an
+/// absolute path, as Python's importer uses, is unaffected).
+unsafe extern "C" fn dlopen(name: *const libc::c_char, flags: libc::c_int) -> *mut libc::c_void {
+    // SAFETY: as in malloc.
+    let handle = unsafe { real!(DLOPEN, Dlopen)(name, flags) };
+    if !handle.is_null() {
+        paused(super::patch_new_objects);
+    }
+    handle
+}
+
+/// Our hook for each entry of [`SYMBOLS`].
+pub(crate) fn hook_addresses() -> [usize; SYMBOLS.len()] {
+    [
+        malloc as *const () as usize,
+        calloc as *const () as usize,
+        realloc as *const () as usize,
+        reallocarray as *const () as usize,
+        free as *const () as usize,
+        posix_memalign as *const () as usize,
+        aligned_alloc as *const () as usize,
+        memalign as *const () as usize,
+        valloc as *const () as usize,
+        pvalloc as *const () as usize,
+        mmap as *const () as usize,
+        mmap64 as *const () as usize,
+        munmap as *const () as usize,
+        mremap as *const () as usize,
+        dlopen as *const () as usize,
+    ]
+}
+
+/// Looks up every real function. False if one is missing (not glibc, or a static program).
+pub(crate) fn resolve() -> bool {
+    let mut all = true;
+    for (name, slot) in SYMBOLS.iter().zip(REAL.iter()) {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+        slot.store(p, Ordering::Relaxed);
+        all &= p != 0;
+    }
+    all
+}

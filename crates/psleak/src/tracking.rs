@@ -1,0 +1,315 @@
+//! Exact native allocation tracking, as a check uses it: which blocks allocated during a
+//! run are still alive, and where they were allocated.
+//!
+//! The mechanism lives behind the OS boundary (`sys/linux/track`: GOT hooks, the live
+//! table, stack capture); this module holds what every front end sees: the [`Site`] and
+//! [`Frame`] of a report, the RAII [`Tracking`] guard that guarantees the hooks come out
+//! whatever happens to the check (an error, a panic, a Python exception or Ctrl-C, which
+//! reach the driver as errors), and the frame filtering that turns raw stacks into sites.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::sys::backend::track as sys;
+
+/// One frame of an allocation site: a native function, or the line of a runtime's code
+/// (Python) that was running when the allocation was made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Frame {
+    /// Function name, demangled; `None` where the object has no symbol for the address.
+    pub function: Option<String>,
+    /// Source file, where debug information (DWARF) or the runtime says.
+    pub file: Option<String>,
+    /// Line in `file`.
+    pub line: Option<u32>,
+    /// Path of the shared object or program holding the code (native frames).
+    pub object: Option<String>,
+    /// Offset of the address in `object` (`addr2line -e object offset`).
+    pub offset: Option<u64>,
+    /// A frame of the runtime's own code (Python), not native code.
+    pub python: bool,
+}
+
+impl Frame {
+    /// `function (file:line)`, or what is known of it.
+    pub fn describe(&self) -> String {
+        let function = self.function.as_deref().unwrap_or("??");
+        match (&self.file, self.line, &self.object, self.offset) {
+            (Some(file), Some(line), _, _) => format!("{function} ({file}:{line})"),
+            (Some(file), None, _, _) => format!("{function} ({file})"),
+            (None, _, Some(object), Some(offset)) => format!("{function} ({object}+{offset:#x})"),
+            _ => function.to_string(),
+        }
+    }
+}
+
+/// Where blocks that a check's calls left alive were allocated: one distinct stack, with
+/// how much it leaves per call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Site {
+    /// Bytes left alive per call by allocations made here.
+    pub bytes_per_call: f64,
+    /// Blocks left alive per call.
+    pub blocks_per_call: f64,
+    /// Innermost first: the allocating call, its callers, then the runtime's line (Python).
+    pub frames: Vec<Frame>,
+}
+
+/// Sets the current thread's location in the front end's runtime, an opaque token that
+/// stack capture records beside the native frames (0: none). The Python binding sets it
+/// from a profile hook to the code object and line about to call native code, and
+/// resolves it back with [`crate::Host::location`]. Cheap: one thread-local store.
+pub fn set_host_location(token: u64) {
+    sys::set_host_location(token);
+}
+
+/// Runs `f` with allocation recording paused on the current thread: what it allocates
+/// never counts as the checked function's. For a front end's own work during the calls
+/// (the Python binding's profile hook, which notes where the interpreter is).
+pub fn untracked<R>(f: impl FnOnce() -> R) -> R {
+    sys::paused(f)
+}
+
+/// Hooks installed for one check. Dropping it removes them and forgets every block.
+pub(crate) struct Tracking {
+    _installed: (),
+}
+
+impl Tracking {
+    /// Installs the hooks; `Err` says why tracking cannot run here. `runtime`: an address
+    /// in the front end's runtime, whose own arena mappings are not counted.
+    pub(crate) fn start(runtime: Option<usize>) -> Result<Tracking, String> {
+        sys::install(runtime).map_err(|e| e.0)?;
+        Ok(Tracking { _installed: () })
+    }
+
+    /// New blocks belong to `run` (1-based) from now on; 0: not recorded.
+    pub(crate) fn set_run(&self, run: u32) {
+        sys::set_run(run);
+    }
+
+    /// Turns stack capture on or off.
+    pub(crate) fn set_capture(&self, on: bool) {
+        sys::set_capture(on);
+    }
+
+    /// Live (blocks, bytes) allocated by runs 1, 2, ... (index 0 = run 1). An array, not a
+    /// `Vec`: read between two samples, it must not allocate (a freed 1 KiB block stays in
+    /// glibc's tcache, which `mallinfo2` counts as in use).
+    pub(crate) fn survivors(&self) -> [(i64, i64); sys::MAX_RUNS] {
+        sys::survivors()
+    }
+
+    /// Address space the tracker holds (its table and stacks), bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        sys::tracker_bytes() as u64
+    }
+
+    /// The sites of blocks allocated in `run` and still alive, largest first, at most
+    /// `limit`. `runtime` is an address inside the front end's runtime (the Python
+    /// interpreter): native frames of that object beyond the extension's are dropped, and
+    /// `location` turns the recorded host token into the runtime's frame.
+    pub(crate) fn sites(
+        &self,
+        run: u32,
+        calls: u64,
+        limit: usize,
+        runtime: Option<usize>,
+        location: &mut dyn FnMut(u64) -> Option<Frame>,
+    ) -> Vec<Site> {
+        let blocks = sys::live_blocks();
+        let mut by_stack: HashMap<u16, (i64, i64)> = HashMap::new();
+        for b in blocks.iter().filter(|b| b.run == run) {
+            let e = by_stack.entry(b.stack).or_default();
+            e.0 += 1;
+            e.1 += b.size as i64;
+        }
+        let runtime_base = runtime.and_then(sys::object_of).map(|(_, base)| base);
+        let mut resolved: HashMap<usize, Vec<sys::Resolved>> = HashMap::new();
+        let mut by_frames: HashMap<Vec<Frame>, (i64, i64)> = HashMap::new();
+        sys::paused(|| {
+            let mut symbolizer = sys::Symbolizer::default();
+            for (stack, (n, bytes)) in by_stack {
+                let (token, ips) = sys::stack(stack).unwrap_or_default();
+                let mut frames = Vec::new();
+                for ip in ips {
+                    let r = resolved.entry(ip).or_insert_with(|| symbolizer.resolve(ip));
+                    frames.extend(r.iter().map(|r| (r.frame.clone(), r.object_base)));
+                }
+                let (mut kept, own_code) = keep_frames(frames, runtime_base);
+                let caller = (token != 0).then(|| location(token)).flatten();
+                // Neither native code of its own nor a caller in the runtime's language:
+                // the runtime's (or psleak's) own bookkeeping, not the function's.
+                if !own_code && caller.is_none() {
+                    continue;
+                }
+                kept.extend(caller);
+                let e = by_frames.entry(kept).or_default();
+                e.0 += n;
+                e.1 += bytes;
+            }
+        });
+        let calls = calls.max(1) as f64;
+        let mut sites: Vec<Site> = by_frames
+            .into_iter()
+            .map(|(frames, (n, bytes))| Site {
+                bytes_per_call: bytes as f64 / calls,
+                blocks_per_call: n as f64 / calls,
+                frames,
+            })
+            .collect();
+        sites.sort_by(|a, b| {
+            b.bytes_per_call
+                .total_cmp(&a.bytes_per_call)
+                .then(b.blocks_per_call.total_cmp(&a.blocks_per_call))
+        });
+        sites.truncate(limit);
+        sites
+    }
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        sys::uninstall();
+        sys::reset();
+    }
+}
+
+/// Whether a function is psleak's own (hooks, driver, binding): Rust paths of the crates.
+fn is_psleak(function: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    f.starts_with("psleak::") || f.starts_with("_psleak::") || f.starts_with("psleak_python::")
+}
+
+/// Frames that start a thread or a program: they say nothing about the allocation.
+fn is_entry(function: &str) -> bool {
+    matches!(
+        function,
+        "start_thread"
+            | "clone"
+            | "clone3"
+            | "__clone"
+            | "__clone3"
+            | "_start"
+            | "__libc_start_main"
+            | "__libc_start_call_main"
+    ) || function.starts_with("std::sys::") && (function.contains("thread") || function.contains("backtrace"))
+}
+
+/// Most frames of the runtime kept when the allocation is the runtime's own (a leak
+/// inside the interpreter): enough to see which of its functions allocated.
+const RUNTIME_FRAMES: usize = 6;
+
+/// From a raw stack (innermost first, with each frame's object base): drops psleak's own
+/// frames at the top (the hooks, stack capture), then keeps the frames of the code under
+/// test, and stops at psleak's driver, at a thread's entry, or where the stack enters the
+/// runtime (`runtime_base`) after leaving it. Also says whether any kept frame is outside
+/// the runtime (native code under test).
+fn keep_frames(frames: Vec<(Frame, usize)>, runtime_base: Option<usize>) -> (Vec<Frame>, bool) {
+    let name = |f: &Frame| f.function.clone().unwrap_or_default();
+    let start = frames
+        .iter()
+        .rposition(|(f, _)| name(f).contains("track::hooks::"))
+        .map_or(0, |i| i + 1);
+    let mut out = Vec::new();
+    let mut native_seen = false;
+    let mut runtime_kept = 0;
+    for (f, base) in frames.into_iter().skip(start) {
+        let n = name(&f);
+        if is_psleak(&n) || is_entry(&n) {
+            break;
+        }
+        let in_runtime = runtime_base.is_some_and(|b| b == base);
+        if in_runtime {
+            if native_seen || runtime_kept == RUNTIME_FRAMES {
+                break;
+            }
+            runtime_kept += 1;
+        } else {
+            native_seen = true;
+        }
+        out.push(f);
+    }
+    (out, native_seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str) -> Frame {
+        Frame {
+            function: Some(name.into()),
+            file: None,
+            line: None,
+            object: None,
+            offset: None,
+            python: false,
+        }
+    }
+
+    fn names(frames: &[Frame]) -> Vec<&str> {
+        frames.iter().filter_map(|f| f.function.as_deref()).collect()
+    }
+
+    #[test]
+    fn hooks_and_driver_frames_are_dropped() {
+        let raw = vec![
+            (f("psleak::sys::linux::track::stacks::capture"), 1),
+            (f("psleak::sys::linux::track::hooks::record"), 1),
+            (f("psleak::sys::linux::track::hooks::malloc"), 1),
+            (f("leak_malloc"), 2),
+            (f("ffi_malloc::leaks::{{closure}}"), 1),
+            (
+                f("<psleak::testing::ClosureHost<F> as psleak::check::Host>::call"),
+                1,
+            ),
+            (f("main"), 1),
+        ];
+        assert_eq!(
+            names(&keep_frames(raw, None).0),
+            ["leak_malloc", "ffi_malloc::leaks::{{closure}}"]
+        );
+    }
+
+    #[test]
+    fn the_runtime_is_cut_after_the_extension() {
+        let raw = vec![
+            (f("psleak::sys::linux::track::hooks::malloc"), 1),
+            (f("leaky_function"), 2),
+            (f("cfunction_vectorcall_NOARGS"), 3),
+            (f("_PyEval_EvalFrameDefault"), 3),
+        ];
+        assert_eq!(names(&keep_frames(raw, Some(3)).0), ["leaky_function"]);
+    }
+
+    #[test]
+    fn a_leak_inside_the_runtime_keeps_a_few_of_its_frames() {
+        let mut raw = vec![(f("psleak::sys::linux::track::hooks::malloc"), 1)];
+        raw.extend((0..10).map(|i| (f(&format!("py_{i}")), 3)));
+        assert_eq!(keep_frames(raw, Some(3)).0.len(), RUNTIME_FRAMES);
+    }
+
+    #[test]
+    fn thread_entry_frames_end_the_stack() {
+        let raw = vec![
+            (f("psleak::sys::linux::track::hooks::malloc"), 1),
+            (f("worker"), 2),
+            (f("start_thread"), 4),
+            (f("clone3"), 4),
+        ];
+        assert_eq!(names(&keep_frames(raw, None).0), ["worker"]);
+    }
+
+    #[test]
+    fn frames_describe_themselves() {
+        let mut fr = f("leak");
+        fr.object = Some("/lib/x.so".into());
+        fr.offset = Some(0x1234);
+        assert_eq!(fr.describe(), "leak (/lib/x.so+0x1234)");
+        fr.file = Some("x.c".into());
+        fr.line = Some(7);
+        assert_eq!(fr.describe(), "leak (x.c:7)");
+    }
+}

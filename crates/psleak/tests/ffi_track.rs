@@ -1,0 +1,207 @@
+//! Native allocation tracking through FFI: each leak of `tests/c/leaks.c` is found exactly
+//! and its report names the C function and the file:line of the allocating call; the clean
+//! twins pass. Run serially (the Makefile passes --test-threads=1).
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use psleak::{LeakCheck, LeakError, Metric, Outcome, Report};
+
+fn leak_report(name: &str, f: impl FnMut()) -> Report {
+    match LeakCheck::new().name(name).run(f) {
+        Err(LeakError::Leak(report)) => *report,
+        Ok(report) => panic!("{name}: expected a leak, got\n{report}"),
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// The report's first site starts with `function` at `leaks.c:<line of marker>`.
+fn assert_site(report: &Report, function: &str, marker: &str) {
+    let line = common::line_of("leaks.c", marker);
+    let site = report
+        .sites
+        .first()
+        .unwrap_or_else(|| panic!("no site:\n{report}"));
+    let frame = site
+        .frames
+        .iter()
+        .find(|f| f.function.as_deref() == Some(function))
+        .unwrap_or_else(|| panic!("{function} not among the frames:\n{report}"));
+    assert!(
+        frame.file.as_deref().is_some_and(|f| f.ends_with("leaks.c")) && frame.line == Some(line),
+        "{function} should be at leaks.c:{line}:\n{report}"
+    );
+    let text = report.to_text();
+    assert!(text.contains(&format!("{function} (")), "{text}");
+    assert!(text.contains(&format!("leaks.c:{line})")), "{text}");
+}
+
+fn survivors_metric(report: &Report) -> Metric {
+    let Outcome::MemoryLeak { findings } = &report.outcome else {
+        panic!("{report}")
+    };
+    findings[0].metric
+}
+
+#[test]
+fn malloc_leak_is_located() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_malloc");
+    let report = leak_report("leak_malloc", || leak());
+    assert_eq!(survivors_metric(&report), Metric::NativeBytes, "{report}");
+    assert_site(&report, "leak_malloc", "LEAK_MALLOC");
+    let site = &report.sites[0];
+    assert_eq!(site.bytes_per_call, 100.0, "{report}");
+    assert_eq!(site.blocks_per_call, 1.0, "{report}");
+    // The caller: this test's closure, and nothing of psleak's driver below it.
+    assert!(
+        site.frames
+            .iter()
+            .all(|f| !f.function.as_deref().unwrap_or("").contains("psleak::")),
+        "{report}"
+    );
+}
+
+#[test]
+fn libc_allocating_for_its_caller_is_located() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_strdup");
+    let report = leak_report("leak_strdup", || leak());
+    assert_eq!(survivors_metric(&report), Metric::NativeBytes, "{report}");
+    // strdup's own frame (inside libc) comes first, then the caller's line.
+    assert_site(&report, "leak_strdup", "LEAK_STRDUP");
+    let names: Vec<&str> = report.sites[0]
+        .frames
+        .iter()
+        .filter_map(|f| f.function.as_deref())
+        .collect();
+    assert!(names[0].contains("strdup"), "{report}");
+}
+
+#[test]
+fn mmap_leak_is_located() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_mmap_site");
+    let report = leak_report("leak_mmap_site", || leak());
+    assert_site(&report, "leak_mmap_site", "LEAK_MMAP");
+    assert_eq!(report.sites[0].bytes_per_call, 8192.0, "{report}");
+}
+
+#[test]
+fn rare_leak_is_found_and_located_with_default_knobs() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_rare");
+    let report = leak_report("leak_rare", || leak());
+    assert_site(&report, "leak_rare", "LEAK_RARE");
+    assert!((0.6..=0.7).contains(&report.sites[0].bytes_per_call), "{report}");
+    let clean = lib.void_fn("clean_rare");
+    let report = LeakCheck::new().name("clean_rare").run(|| clean()).unwrap();
+    assert!(report.is_clean());
+}
+
+#[test]
+fn leak_beside_a_flushed_cache_is_found_and_located() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_beside_churn");
+    let report = leak_report("leak_beside_churn", || leak());
+    assert_site(&report, "leak_beside_churn", "LEAK_CHURN");
+    assert_eq!(report.sites.len(), 1, "the cache is not a site:\n{report}");
+    let clean = lib.void_fn("clean_churn");
+    let report = LeakCheck::new().name("clean_churn").run(|| clean()).unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn leak_in_a_persistent_worker_thread_is_located() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_in_worker");
+    let report = leak_report("leak_in_worker", || leak());
+    assert_site(&report, "worker_main", "LEAK_WORKER");
+}
+
+#[test]
+fn leak_in_a_short_lived_thread_is_located() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_in_short_thread");
+    let report = leak_report("leak_in_short_thread", || leak());
+    assert_site(&report, "short_main", "LEAK_SHORT_THREAD");
+}
+
+/// A library first loaded while the hooks are in: the dlopen hook patches it before
+/// dlopen returns, so its allocations are counted and located.
+#[test]
+fn leak_in_a_library_loaded_during_the_check_is_located() {
+    let _serial = common::serial();
+    let late = common::Lib::build_copy("libleaks-late.so");
+    let mut calls = 0u32;
+    let mut handle: *mut libc::c_void = std::ptr::null_mut();
+    let mut leak: Option<extern "C" fn()> = None;
+    // Warm-up (10), the resource check (1) and the first calls of the first run pass
+    // before the library is loaded.
+    let report = leak_report("late_library", || {
+        calls += 1;
+        if calls == 50 {
+            let path = std::ffi::CString::new(late.to_str().unwrap()).unwrap();
+            // SAFETY: dlopen with a valid path; dlsym of a `void f(void)` function.
+            unsafe {
+                handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW);
+                assert!(!handle.is_null());
+                let f = libc::dlsym(handle, c"leak_malloc".as_ptr());
+                assert!(!f.is_null());
+                leak = Some(std::mem::transmute::<*mut libc::c_void, extern "C" fn()>(f));
+            }
+        }
+        if let Some(f) = leak {
+            f();
+        }
+    });
+    assert_site(&report, "leak_malloc", "LEAK_MALLOC");
+    let object = report.sites[0].frames[0].object.clone().unwrap_or_default();
+    assert!(object.ends_with("libleaks-late.so"), "{report}");
+}
+
+#[test]
+fn tracking_off_judges_from_the_counters() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_malloc");
+    let err = LeakCheck::new().track_native(false).run(|| leak()).unwrap_err();
+    let LeakError::Leak(report) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(survivors_metric(&report), Metric::Heap, "{report}");
+    assert!(report.sites.is_empty());
+    assert!(!report.enabled[Metric::NativeBytes.index()]);
+}
+
+/// A panic in the middle of a check unwinds through the driver: the hooks come out (the
+/// next check installs them again rather than finding them taken).
+#[test]
+fn hooks_come_out_when_the_closure_panics() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_malloc");
+    let mut calls = 0;
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        LeakCheck::new().run(|| {
+            calls += 1;
+            leak();
+            assert!(calls < 300, "stop");
+        })
+    }));
+    assert!(unwound.is_err());
+    let report = leak_report("leak_malloc", || leak());
+    assert!(
+        report.notes.iter().all(|n| !n.contains("not tracked")),
+        "{report}"
+    );
+    assert!(!report.sites.is_empty(), "{report}");
+}
