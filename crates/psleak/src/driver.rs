@@ -465,7 +465,12 @@ impl<'a, H: Host> Driver<'a, H> {
         self.settle()?;
         let runtime = self.host.runtime_address();
         let host = &mut *self.host;
-        Ok(tracking.sites(run_a, made, MAX_SITES, runtime, &mut |token| host.location(token)))
+        let sites = tracking.sites(run_a, made, MAX_SITES, runtime, &mut |token| host.location(token));
+        // Symbolising reads debug information into large temporary buffers; freeing them
+        // raised glibc's dynamic mmap threshold and left their pages resident in the heap.
+        // Give the pages back, so that the process's memory after the check is as before.
+        let _ = backend::malloc_trim();
+        Ok(sites)
     }
 
     /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get
