@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,6 +66,7 @@ def test_native_leak_names_its_allocating_call(case: leakmatrix.Case) -> None:
     assert frame["line"] in _body_lines(function, source), report.text
     assert f"{function} (" in report.text and f"{source}:{frame['line']})" in report.text, report.text
     assert sites[0]["bytes_per_call"] > 0 and sites[0]["blocks_per_call"] > 0, report.text
+    jsonschema.validate(report.data, psleak.report_schema())
 
 
 @pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
