@@ -57,8 +57,12 @@ pub(crate) fn object_of(_addr: usize) -> Option<(String, usize)> {
     None
 }
 
+/// Nothing to resolve without tracking (a field, so that it is built like the Linux one:
+/// `Symbolizer::default()`).
 #[derive(Default)]
-pub(crate) struct Symbolizer;
+pub(crate) struct Symbolizer {
+    _none: (),
+}
 
 impl Symbolizer {
     pub(crate) fn resolve(&mut self, _ip: usize) -> Vec<Resolved> {

@@ -5,6 +5,8 @@ use crate::error::{Error, Result};
 use crate::probes::{FdInfo, MallocStats, MemoryCounters, ProcessMemory, ThreadInfo};
 
 pub(crate) const NAME: &str = "unsupported";
+
+pub(crate) use super::no_track as track;
 /// Asked anyway, so that a check reports the missing probe instead of skipping it.
 pub(crate) const HAS_FDS: bool = true;
 
@@ -102,5 +104,3 @@ mod tests {
         assert!(r.is_ok(), "{r:?}");
     }
 }
-
-pub(crate) use super::no_track as track;
