@@ -50,8 +50,8 @@
 //! ([`Host::location`]; Python does).
 //!
 //! Costs: a hooked malloc/free pair costs about 30 ns more (a table insert and a removal);
-//! a function that does real work besides ~100 allocations a call runs at ~1.1-1.2x, a bare
-//! C malloc/free loop at ~1.8x (`make bench`, `bench/tracking.py`). The live table is 64 KiB
+//! a function that does real work besides ~100 allocations a call runs at ~1.2x, a bare
+//! C malloc/free loop at ~1.9x (`make bench`, `bench/tracking.py`). The live table is 64 KiB
 //! to start and grows with the blocks alive; the stack store (6.4 MiB of address space) is
 //! mapped only for the where run. Its pages are counted in `rss` and the memory budget.
 //!
