@@ -16,7 +16,7 @@ fn unavailable<T>(what: &'static str) -> Result<T> {
     Err(Error::Unavailable {
         what,
         reason: format!(
-            "psleak has no backend for {} yet (supported: Linux)",
+            "psleak has no backend for {} yet (supported: Linux, macOS, Windows)",
             std::env::consts::OS
         ),
     })
