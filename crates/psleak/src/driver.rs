@@ -100,7 +100,13 @@ pub(crate) struct Driver<'a, H: Host> {
     started: Instant,
     calls: u64,
     notes: Vec<String>,
+    /// Native threads when the memory runs began: a settled sample waits (briefly) for the
+    /// threads the calls started to finish, see [`Driver::settle`].
+    threads_before_runs: Option<usize>,
 }
+
+/// How long a settled sample waits for threads the calls started to finish.
+const THREAD_SETTLE_MS: u64 = 100;
 
 type Res<T, E> = std::result::Result<T, CheckError<E>>;
 
@@ -112,6 +118,7 @@ impl<'a, H: Host> Driver<'a, H> {
             started: Instant::now(),
             calls: 0,
             notes: Vec::new(),
+            threads_before_runs: None,
         }
     }
 
@@ -121,6 +128,17 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 
     fn settle(&mut self) -> Res<(), H::Error> {
+        // Threads the calls started and that are still finishing their work hold memory
+        // (their stacks, the runtime's objects for them) that is gone a moment later. A
+        // function whose threads outlive each call by a few ms, called faster than they
+        // finish, leaves a backlog that grows with the run's length: sampled at once, it
+        // looks like a leak. Wait for them, without the host's lock (the GIL).
+        if let Some(before) = self.threads_before_runs {
+            let deadline = Instant::now() + std::time::Duration::from_millis(THREAD_SETTLE_MS);
+            while backend::thread_count().is_ok_and(|n| n > before) && Instant::now() < deadline {
+                self.host.pause(std::time::Duration::from_millis(1));
+            }
+        }
         self.host.settle().map_err(CheckError::Host)?;
         // Give free memory back so that rss follows what is in use. An allocator without
         // malloc_trim is fine: the sampler already noted what it cannot see.
@@ -281,6 +299,7 @@ impl<'a, H: Host> Driver<'a, H> {
         let sampler = Sampler::new(&mut self.notes)?;
         let resources_before = self.resources(Phase::BeforeRuns)?;
         let calls_before_runs = self.calls;
+        self.threads_before_runs = backend::thread_count().ok();
         // Allocated before the first sample: allocating it between two samples would count
         // as the function's growth.
         let mut runs: Vec<Run> = Vec::with_capacity(self.check.retries as usize);
