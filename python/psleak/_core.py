@@ -157,6 +157,8 @@ def validate_knobs(
 #: pymalloc's largest block, bytes (CPython's Objects/obmalloc.c, SMALL_REQUEST_THRESHOLD):
 #: larger objects are malloc'd and show in the heap metric themselves.
 _LARGEST_PYMALLOC_BLOCK = 512
+#: glibc's smallest malloc chunk on 64-bit, bytes (malloc.c: MINSIZE).
+_SMALLEST_MALLOC_CHUNK = 32
 
 
 def tolerance_per_metric(tolerance: int | dict[str, int]) -> dict[str, int]:
@@ -176,10 +178,21 @@ def tolerance_per_metric(tolerance: int | dict[str, int]) -> dict[str, int]:
     else:
         per_metric = dict.fromkeys(BYTE_METRICS, 0)
         per_metric.update({METRIC_ALIASES.get(k, k): v for k, v in tolerance.items() if k != "blocks"})
-    blocks = tolerance.get("blocks") if isinstance(tolerance, dict) else None
+    named = tolerance if isinstance(tolerance, dict) else {}
+    blocks = named.get("blocks")
     if blocks is None:
-        blocks = min(per_metric.values()) // _LARGEST_PYMALLOC_BLOCK
-    return {**per_metric, "blocks": blocks}
+        # Over the metrics 0.1.6 knows: a dict written for it names no native metric.
+        blocks = min(v for k, v in per_metric.items() if k != "native_bytes") // _LARGEST_PYMALLOC_BLOCK
+    # The tracked survivors are the heap's and mmap's own blocks counted exactly: unless
+    # named, they get the lesser of those two tolerances (so that excusing mmap alone does
+    # not excuse the heap through them), and their count the bytes over glibc's smallest
+    # chunk (32 B), so the blocks let through stand for at most that many bytes.
+    if "native_bytes" not in named:
+        per_metric["native_bytes"] = min(per_metric["heap"], per_metric["mmap"])
+    native_blocks = named.get("native_blocks")
+    if native_blocks is None:
+        native_blocks = per_metric["native_bytes"] // _SMALLEST_MALLOC_CHUNK
+    return {**per_metric, "blocks": blocks, "native_blocks": native_blocks}
 
 
 class LeakedResource:

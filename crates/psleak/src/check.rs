@@ -227,13 +227,16 @@ impl LeakCheck {
         self
     }
 
-    /// Growth per run tolerated on every byte metric. Counts ([`Metric::Blocks`]) keep
-    /// their own tolerance ([`LeakCheck::tolerance_for`]): a number of bytes says nothing of
-    /// how many objects may leak (psleak 0.1.6 applies it to byte metrics only, too).
+    /// Growth per run tolerated on every byte metric, and on the tracked survivors' count
+    /// the blocks that many bytes make at glibc's smallest chunk (32 B). A runtime's counts
+    /// ([`Metric::Blocks`], [`Metric::Refs`]) keep their own tolerance
+    /// ([`LeakCheck::tolerance_for`]): a number of bytes says nothing of how many objects
+    /// may leak (psleak 0.1.6 applies it to byte metrics only, too).
     pub fn tolerance(mut self, amount: u64) -> Self {
         for m in Metric::ALL.into_iter().filter(|m| m.is_bytes()) {
             self.tolerance[m.index()] = amount;
         }
+        self.tolerance[Metric::NativeBlocks.index()] = amount / 32;
         self
     }
 

@@ -289,7 +289,7 @@ impl Metric {
     /// `"refs"` for [`Metric::Refs`].
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::Blocks => "blocks",
+            Metric::Blocks | Metric::NativeBlocks => "blocks",
             Metric::Refs => "refs",
             _ => "bytes",
         }
