@@ -17,6 +17,7 @@ collect_ignore = (
         "test_leakmatrix_ext.py",
         "test_refcount.py",  # its refleak cases are in the same gcc-built extension
         "test_refcount_numpy.py",  # numpy venvs of this host (make numpy-venvs)
+        "test_sites.py",  # native allocation sites: Linux tracking, the gcc-built extension
         "test_probes.py",  # Linux probes (/proc, eventfd, memfd)
         "test_stdlib_clean.py",  # six fresh interpreters per case: too slow under Wine
         "test_cli.py",  # a fresh interpreter per case: a minute under Wine, and a start can fail there
