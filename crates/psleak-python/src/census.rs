@@ -77,6 +77,21 @@ struct Referents {
     /// Untracked containers entered to reach the current referent.
     depth: u32,
     types: Types,
+    /// The referents recorded last, direct-mapped by address: most visits meet the same
+    /// few thousand objects (`None`, small ints, attribute-name strings), and a repeat
+    /// found here is neither pushed nor entered again. Nothing is lost: no Python code
+    /// runs during a census, so a repeat has the count already recorded. It halves what
+    /// [`compact`] sorts.
+    recent: Vec<usize>,
+}
+
+/// Slots of [`Referents::recent`]: 128 KiB, within a core's L2 cache.
+const RECENT_SLOTS: usize = 1 << 14;
+
+/// The slot of an address in [`Referents::recent`] (Fibonacci hashing: objects are
+/// 16-byte aligned and often allocated in runs).
+fn recent_slot(addr: usize) -> usize {
+    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50) as usize
 }
 
 /// What the census needs to know of a type, looked up once per census.
@@ -213,6 +228,11 @@ unsafe extern "C" fn visit(obj: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
     if (r.skip_tracked && tracked) || (r.skip_immortal && immortal(count)) {
         return 0;
     }
+    let slot = recent_slot(obj as usize);
+    if r.recent[slot] == obj as usize {
+        return 0;
+    }
+    r.recent[slot] = obj as usize;
     r.out.push((obj as usize, count));
     if r.out.len() >= r.compact_at {
         compact(&mut r.out);
@@ -273,6 +293,7 @@ fn take(objects: &Bound<'_, PyList>, skip_tracked: bool, skip_immortal: bool) ->
         compact_at: MIN_COMPACT,
         depth: 0,
         types: Types::new(),
+        recent: vec![0; RECENT_SLOTS],
     };
     for i in 0..n {
         // SAFETY: 0 <= i < len(list); PyList_GetItem returns a borrowed reference, so the

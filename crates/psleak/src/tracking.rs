@@ -132,11 +132,15 @@ impl Tracking {
             let mut symbolizer = sys::Symbolizer::default();
             for (stack, (n, bytes)) in by_stack {
                 let (token, ips) = sys::stack(stack).unwrap_or_default();
-                let mut frames = Vec::new();
-                for ip in ips {
+                // Resolved lazily, innermost first, only as far as the frames are kept: the
+                // interpreter's and libc's frames below the kept ones would cost their
+                // objects' DWARF (a compressed libc debug file is inflated whole).
+                let frames = ips.into_iter().flat_map(|ip| {
                     let r = resolved.entry(ip).or_insert_with(|| symbolizer.resolve(ip));
-                    frames.extend(r.iter().map(|r| (r.frame.clone(), r.object_base)));
-                }
+                    r.iter()
+                        .map(|r| (r.frame.clone(), r.object_base))
+                        .collect::<Vec<_>>()
+                });
                 let (mut kept, own_code) = keep_frames(frames, runtime_base);
                 let caller = (token != 0).then(|| location(token)).flatten();
                 // Neither native code of its own nor a caller in the runtime's language:
@@ -202,21 +206,36 @@ fn is_entry(function: &str) -> bool {
 const RUNTIME_FRAMES: usize = 6;
 
 /// From a raw stack (innermost first, with each frame's object base): drops psleak's own
-/// frames at the top (the hooks, stack capture), then keeps the frames of the code under
-/// test, and stops at psleak's driver, at a thread's entry, or where the stack enters the
-/// runtime (`runtime_base`) after leaving it. Also says whether any kept frame is outside
-/// the runtime (native code under test).
-fn keep_frames(frames: Vec<(Frame, usize)>, runtime_base: Option<usize>) -> (Vec<Frame>, bool) {
+/// frames at the top (the hooks, stack capture: everything up to the last hook frame), then
+/// keeps the frames of the code under test, and stops at psleak's driver, at a thread's
+/// entry, or where the stack enters the runtime (`runtime_base`) after leaving it. Also
+/// says whether any kept frame is outside the runtime (native code under test). Consumes
+/// `frames` only as far as it keeps them, so that a lazy stack resolves no more.
+fn keep_frames(
+    frames: impl IntoIterator<Item = (Frame, usize)>,
+    runtime_base: Option<usize>,
+) -> (Vec<Frame>, bool) {
     let name = |f: &Frame| f.function.clone().unwrap_or_default();
-    let start = frames
-        .iter()
-        .rposition(|(f, _)| name(f).contains("track::hooks::"))
-        .map_or(0, |i| i + 1);
     let mut out = Vec::new();
     let mut native_seen = false;
     let mut runtime_kept = 0;
-    for (f, base) in frames.into_iter().skip(start) {
+    // Until a hook frame has been passed, frames are psleak's own (stack capture).
+    let mut hooked = false;
+    for (f, base) in frames {
         let n = name(&f);
+        if n.contains("track::hooks::") {
+            // A hook deeper in the stack (a constructor run by a hooked dlopen allocated):
+            // what came before it is the hook's own work; start again after it.
+            out.clear();
+            native_seen = false;
+            runtime_kept = 0;
+            hooked = true;
+            continue;
+        }
+        if !hooked && is_psleak(&n) {
+            continue;
+        }
+        hooked = true;
         if is_psleak(&n) || is_entry(&n) {
             break;
         }
