@@ -512,7 +512,9 @@ def check(
                 gate,
                 name=name or qualname(fun),
                 warmup=k["warmup_times"],
-                times=k["times"],
+                # The default is passed as None: the core may shorten it for a slow function
+                # (about a second a run); a times the user chose is kept as it is.
+                times=None if k["times"] == DEFAULTS["times"] else k["times"],
                 retries=k["retries"],
                 tolerance=tolerance_per_metric(k["tolerance"]),
                 memory_budget=k["memory_budget"],

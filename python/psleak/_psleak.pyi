@@ -63,7 +63,7 @@ def run_check(
     *,
     name: str,
     warmup: int,
-    times: int,
+    times: int | None,
     retries: int,
     tolerance: dict[str, int],
     memory_budget: int,

@@ -476,7 +476,7 @@ mod _psleak {
         fun: Bound<'py, PyAny>,
         name: String,
         warmup: u64,
-        times: u64,
+        times: Option<u64>,
         retries: u32,
         tolerance: std::collections::HashMap<String, u64>,
         memory_budget: u64,
@@ -494,10 +494,12 @@ mod _psleak {
         if !fun.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err("'fun' must be callable"));
         }
-        let mut check = psleak::LeakCheck::new()
-            .name(name)
-            .warmup(warmup)
-            .times(times)
+        let mut check = psleak::LeakCheck::new().name(name).warmup(warmup);
+        // None: the default, which a slow function's check may shorten (LeakCheck::times).
+        if let Some(times) = times {
+            check = check.times(times);
+        }
+        let mut check = check
             .retries(retries)
             .memory_budget(memory_budget)
             .checkers(checkers_from(memory, fds, threads, handles))

@@ -174,6 +174,9 @@ pub struct LeakCheck {
     pub(crate) name: String,
     pub(crate) warmup: u64,
     pub(crate) times: u64,
+    /// `times` was set by the user ([`LeakCheck::times`]): never shortened for a slow
+    /// function (see [`LeakCheck::times`]).
+    pub(crate) times_chosen: bool,
     pub(crate) retries: u32,
     pub(crate) tolerance: [u64; METRIC_COUNT],
     pub(crate) memory_budget: u64,
@@ -195,6 +198,7 @@ impl LeakCheck {
             name: "function".into(),
             warmup: 10,
             times: 200,
+            times_chosen: false,
             retries: 10,
             tolerance: [0; METRIC_COUNT],
             memory_budget: DEFAULT_MEMORY_BUDGET,
@@ -216,8 +220,15 @@ impl LeakCheck {
     }
 
     /// Calls in the first run (later runs double, up to 16×). At least 1.
+    ///
+    /// Left at its default (200), it is shortened for a slow function: when the warm-up
+    /// calls say that 200 calls would take more than a second, the first run makes as many
+    /// calls as fit in a second, and at least 20 (the report says so). A steady leak shows
+    /// in every run whatever its length; a leak on one call in hundreds needs the calls,
+    /// so set `times` to keep them: a value set here is never shortened.
     pub fn times(mut self, calls: u64) -> Self {
         self.times = calls;
+        self.times_chosen = true;
         self
     }
 

@@ -10,7 +10,9 @@ use crate::error::Result;
 use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
 use crate::sys::backend;
 use crate::tracking::{Site, Tracking};
-use crate::verdict::{decide, thresholds, Decision, Finding, Metric, Policy, Run, Values, METRIC_COUNT};
+use crate::verdict::{
+    decide, first_run_calls, thresholds, Decision, Finding, Metric, Policy, Run, Values, METRIC_COUNT,
+};
 
 /// How long a seeming fd or thread leak is given to go away before it is reported.
 const RESOURCE_SETTLE_MS: u64 = 50;
@@ -103,6 +105,8 @@ pub(crate) struct Driver<'a, H: Host> {
     /// Native threads when the memory runs began: a settled sample waits (briefly) for the
     /// threads the calls started to finish, see [`Driver::settle`].
     threads_before_runs: Option<usize>,
+    /// What a call cost during the warm-up (seconds; 0 when not measured).
+    seconds_per_call: f64,
 }
 
 /// How long a settled sample waits for threads the calls started to finish.
@@ -119,6 +123,7 @@ impl<'a, H: Host> Driver<'a, H> {
             calls: 0,
             notes: Vec::new(),
             threads_before_runs: None,
+            seconds_per_call: 0.0,
         }
     }
 
@@ -194,9 +199,21 @@ impl<'a, H: Host> Driver<'a, H> {
             )),
             _ => {}
         }
-        for _ in 0..self.check.warmup {
+        // The warm-up calls after the first (which may initialise things) say what a call
+        // costs, for sizing the first run when `times` was left at its default.
+        let mut warm = (0u32, 0.0f64);
+        for i in 0..self.check.warmup {
+            let started = Instant::now();
             self.call()?;
+            if i > 0 {
+                warm = (warm.0 + 1, warm.1 + started.elapsed().as_secs_f64());
+            }
         }
+        self.seconds_per_call = if warm.0 > 0 {
+            warm.1 / f64::from(warm.0)
+        } else {
+            0.0
+        };
         if let Some(leaks) = self.resource_check()? {
             return Ok(self.report(Outcome::ResourceLeak { leaks }));
         }
@@ -324,8 +341,22 @@ impl<'a, H: Host> Driver<'a, H> {
             prev = s;
         }
         let base = prev;
+        let times = if self.check.times_chosen {
+            self.check.times
+        } else {
+            first_run_calls(self.check.times, self.seconds_per_call)
+        };
+        if times < self.check.times {
+            self.notes.push(format!(
+                "a call took {:.1} ms in the warm-up: runs started at {times} calls instead of \
+                 {} (about a second a run); a leak on one call in hundreds needs more: set \
+                 times to choose",
+                self.seconds_per_call * 1e3,
+                self.check.times
+            ));
+        }
         let mut policy = Policy::new(
-            self.check.times,
+            times,
             self.check.retries,
             Values(self.check.tolerance.map(|t| i64::try_from(t).unwrap_or(i64::MAX))),
             self.check.memory_budget,
@@ -406,7 +437,7 @@ impl<'a, H: Host> Driver<'a, H> {
         // objects in pymalloc's arenas) has none to show, and extra calls would only grow it.
         let sites = match (&tracking, &decision) {
             (Some(t), Decision::Leak(findings)) if findings.iter().any(|f| f.metric.is_survivors()) => {
-                self.locate(t, findings, &runs)?
+                self.locate(t, findings, &runs, policy.times)?
             }
             _ => Vec::new(),
         };
@@ -449,6 +480,7 @@ impl<'a, H: Host> Driver<'a, H> {
         tracking: &Tracking,
         findings: &[Finding],
         runs: &[Run],
+        times: u64,
     ) -> Res<Vec<Site>, H::Error> {
         let rate = findings
             .iter()
@@ -456,8 +488,8 @@ impl<'a, H: Host> Driver<'a, H> {
             .map(|f| f.per_call)
             .fold(1.0f64, f64::max);
         let room = (self.check.memory_budget / 4) as f64 / rate;
-        let longest = runs.iter().map(|r| r.calls).max().unwrap_or(self.check.times);
-        let a = (self.check.times as f64).min(room).max(1.0) as u64;
+        let longest = runs.iter().map(|r| r.calls).max().unwrap_or(times);
+        let a = (times as f64).min(room).max(1.0) as u64;
         let b = (longest as f64).min(room - a as f64).max(0.0) as u64;
         let run_a = runs.len() as u32 + 1;
         self.settle()?;
