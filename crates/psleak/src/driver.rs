@@ -471,9 +471,10 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 
     /// The where run, once a leak is confirmed: `times` calls with stack capture on (run
-    /// A), then as many calls as the longest run with capture off (run B, so that A's
-    /// blocks that a cache or a flush would free get the chance), settle, and group A's
-    /// survivors by stack. Both are shortened so that the leak, at the rate found, adds at
+    /// A), then four times as many with capture off, at most as many as the longest run
+    /// (run B, so that A's blocks that a cache or a flush would free get the chance: the
+    /// leak itself is already confirmed, B only keeps a cache's blocks out of the sites),
+    /// settle, and group A's survivors by stack. Both are shortened so that the leak, at the rate found, adds at
     /// most a quarter of the memory budget.
     fn locate(
         &mut self,
@@ -490,7 +491,9 @@ impl<'a, H: Host> Driver<'a, H> {
         let room = (self.check.memory_budget / 4) as f64 / rate;
         let longest = runs.iter().map(|r| r.calls).max().unwrap_or(times);
         let a = (times as f64).min(room).max(1.0) as u64;
-        let b = (longest as f64).min(room - a as f64).max(0.0) as u64;
+        let b = (longest.min(a.saturating_mul(4)) as f64)
+            .min(room - a as f64)
+            .max(0.0) as u64;
         let run_a = runs.len() as u32 + 1;
         self.settle()?;
         self.host.locate(true);
