@@ -8,6 +8,7 @@ Runs serially in this process (``-p no:xdist``): tracking hooks the whole proces
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import sys
@@ -92,6 +93,35 @@ def test_site_ends_at_the_python_line_calling_the_extension() -> None:
     assert "the line the site must end with" in Path(__file__).read_text().splitlines()[frames[-1]["line"] - 1]
     # The locator (a trace function during the where run) is gone after the check.
     assert sys.gettrace() is None and sys.getprofile() is None
+
+
+class _PyMemAllocatorEx(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in ("ctx", "malloc", "calloc", "realloc", "free")]
+
+
+def _pymem_allocators() -> list[tuple[int | None, ...]]:
+    """CPython's MEM and OBJ allocators as they are now (``PyMem_GetAllocator``)."""
+    out = []
+    for domain in (1, 2):  # PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ
+        a = _PyMemAllocatorEx()
+        ctypes.pythonapi.PyMem_GetAllocator(ctypes.c_int(domain), ctypes.byref(a))
+        out.append((a.ctx, a.malloc, a.calloc, a.realloc, a.free))
+    return out
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+def test_leaked_python_object_names_the_c_function_that_made_it() -> None:
+    # A missing Py_DECREF: under pymalloc (PYTHONMALLOC unset) the objects live in arenas
+    # the malloc hooks never see; the where run routes CPython's allocators through the
+    # tracker, so the site names the C code that created them, not only the Python line.
+    before = _pymem_allocators()
+    report = psleak.check(leakmatrix.by_name("leak_missing_decref_list").fun)
+    assert not report.clean, report.text
+    functions = {f["function"] for site in report.data["sites"] for f in site["frames"]}
+    assert "new_list10" in functions, report.text
+    assert "new_list10 (" in report.text and "_leakmatrix.c:" in report.text, report.text
+    # The allocators are CPython's own again after the check.
+    assert _pymem_allocators() == before
 
 
 @pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")

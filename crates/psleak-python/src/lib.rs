@@ -135,6 +135,76 @@ fn psleak_dir(py: Python<'_>) -> String {
     }
 }
 
+/// Routing CPython's object and `PyMem_Malloc` allocators through psleak's allocation
+/// tracking for the where run ([`psleak::route_runtime_allocator`]): under pymalloc a
+/// leaked object lives in an arena the malloc hooks never see, and its site would only be
+/// the Python line that called in, not the C function that made it.
+#[cfg(target_os = "linux")]
+mod runtime_allocator {
+    use std::cell::UnsafeCell;
+    use std::os::raw::c_int;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use psleak::RuntimeAllocator;
+
+    /// `PYMEM_DOMAIN_MEM` and `PYMEM_DOMAIN_OBJ` (Include/cpython/pymem.h). The raw domain
+    /// is `malloc` itself, which the hooks see.
+    const DOMAINS: [c_int; 2] = [1, 2];
+
+    extern "C" {
+        // Not in the limited API this module is built for (abi3), but exported by every
+        // CPython since 3.4, and on Linux an extension's undefined symbols resolve against
+        // the interpreter when it is loaded. The struct is `PyMemAllocatorEx`, the same
+        // since 3.5.
+        fn PyMem_GetAllocator(domain: c_int, allocator: *mut RuntimeAllocator);
+        fn PyMem_SetAllocator(domain: c_int, allocator: *mut RuntimeAllocator);
+    }
+
+    const EMPTY: RuntimeAllocator = RuntimeAllocator {
+        ctx: std::ptr::null_mut(),
+        malloc: None,
+        calloc: None,
+        realloc: None,
+        free: None,
+    };
+
+    /// The allocators replaced while routed: a wrapper's context points here, so it must
+    /// outlive any wrapper left installed (a static does).
+    struct Saved(UnsafeCell<[RuntimeAllocator; 2]>);
+    // SAFETY: read and written only with the GIL held, in `route`.
+    unsafe impl Sync for Saved {}
+    static SAVED: Saved = Saved(UnsafeCell::new([EMPTY; 2]));
+    /// Whether the wrappers are in: routing twice would save a wrapper as the original.
+    static ROUTED: AtomicBool = AtomicBool::new(false);
+
+    /// Installs the wrappers (`on`) or puts the originals back; returns whether the state
+    /// changed. The GIL must be held (`_py`): the MEM and OBJ domains are used under it.
+    pub(crate) fn route(_py: pyo3::Python<'_>, on: bool) -> bool {
+        if ROUTED.swap(on, Ordering::SeqCst) == on {
+            return false;
+        }
+        let saved = SAVED.0.get().cast::<RuntimeAllocator>();
+        for (i, domain) in DOMAINS.into_iter().enumerate() {
+            // SAFETY: `saved.add(i)` is one of the two slots of a static (i < 2), touched
+            // only here under the GIL; PyMem_GetAllocator fills it, and it stays unchanged
+            // while the wrapper made from it is installed (until the call with `on` false).
+            // PyMem_SetAllocator copies the struct it is given. The wrapper forwards to the
+            // original, so blocks allocated before, during and after can be freed by any.
+            unsafe {
+                let slot = saved.add(i);
+                if on {
+                    PyMem_GetAllocator(domain, slot);
+                    let mut wrapper = psleak::route_runtime_allocator(slot);
+                    PyMem_SetAllocator(domain, &mut wrapper);
+                } else {
+                    PyMem_SetAllocator(domain, slot);
+                }
+            }
+        }
+        true
+    }
+}
+
 /// A Python function under test, with the Python-side hooks.
 struct PyHost<'py> {
     fun: Bound<'py, PyAny>,
@@ -279,6 +349,19 @@ impl psleak::Host for PyHost<'_> {
             offset: None,
             python: true,
         })
+    }
+
+    /// CPython's object and `PyMem` allocators go through the tracker during the where run.
+    fn route_runtime_allocator(&mut self, on: bool) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            runtime_allocator::route(self.fun.py(), on)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = on;
+            false
+        }
     }
 
     /// An address in the interpreter: the `python` program or `libpython`.

@@ -134,6 +134,15 @@ pub trait Host {
     /// [`crate::set_host_location`] here, and stops when called with `false`.
     fn locate(&mut self, _on: bool) {}
 
+    /// The where run begins (`true`) or has ended (`false`, on every way out of it): a host
+    /// whose runtime serves its objects from arenas of its own (CPython's pymalloc), which
+    /// the allocation hooks never see, routes that allocator through the tracker meanwhile
+    /// ([`crate::route_runtime_allocator`]), so that a leaked object's site names the
+    /// native code that made it. Returns whether it did (`false`: nothing to route).
+    fn route_runtime_allocator(&mut self, _on: bool) -> bool {
+        false
+    }
+
     /// The runtime frame for a token the host passed to [`crate::set_host_location`].
     fn location(&mut self, _token: u64) -> Option<Frame> {
         None

@@ -433,11 +433,27 @@ impl<'a, H: Host> Driver<'a, H> {
                 ));
             }
         }
-        // Sites only for what tracking counted: a leak seen by the counters alone (Python
-        // objects in pymalloc's arenas) has none to show, and extra calls would only grow it.
+        // Sites for what tracking counted, and for the runtime's blocks (Python objects in
+        // pymalloc's arenas) where the host can route its allocator through the tracker for
+        // the where run. A leak seen by the other counters alone has none to show, and
+        // extra calls would only grow it.
         let sites = match (&tracking, &decision) {
-            (Some(t), Decision::Leak(findings)) if findings.iter().any(|f| f.metric.is_survivors()) => {
-                self.locate(t, findings, &runs, policy.times)?
+            (Some(t), Decision::Leak(findings))
+                if findings
+                    .iter()
+                    .any(|f| f.metric.is_survivors() || f.metric == Metric::Blocks) =>
+            {
+                let survivors = findings.iter().any(|f| f.metric.is_survivors());
+                let routed = self.host.route_runtime_allocator(true);
+                let sites = if survivors || routed {
+                    self.locate(t, findings, &runs, policy.times)
+                } else {
+                    Ok(Vec::new())
+                };
+                if routed {
+                    self.host.route_runtime_allocator(false);
+                }
+                sites?
             }
             _ => Vec::new(),
         };

@@ -154,7 +154,7 @@ pub use report::{
 };
 pub use sys::BACKEND;
 pub use testing::{assert_no_leak, LeakError};
-pub use tracking::{set_host_location, untracked, Frame, Site};
+pub use tracking::{route_runtime_allocator, set_host_location, untracked, Frame, RuntimeAllocator, Site};
 pub use verdict::{Finding, LeakReason, Metric, Values};
 
 use sys::backend;

@@ -64,6 +64,42 @@ pub fn set_host_location(token: u64) {
     sys::set_host_location(token);
 }
 
+/// A runtime's own allocator as CPython describes one (`PyMemAllocatorEx`,
+/// Include/cpython/pymem.h, the same layout since Python 3.5): a context and four
+/// functions that receive it. See [`route_runtime_allocator`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeAllocator {
+    /// Passed to each function as its first argument.
+    pub ctx: *mut std::ffi::c_void,
+    /// `malloc(ctx, size)`.
+    pub malloc: Option<unsafe extern "C" fn(*mut std::ffi::c_void, usize) -> *mut std::ffi::c_void>,
+    /// `calloc(ctx, nelem, elsize)`.
+    pub calloc: Option<unsafe extern "C" fn(*mut std::ffi::c_void, usize, usize) -> *mut std::ffi::c_void>,
+    /// `realloc(ctx, ptr, size)`.
+    pub realloc: Option<
+        unsafe extern "C" fn(*mut std::ffi::c_void, *mut std::ffi::c_void, usize) -> *mut std::ffi::c_void,
+    >,
+    /// `free(ctx, ptr)`.
+    pub free: Option<unsafe extern "C" fn(*mut std::ffi::c_void, *mut std::ffi::c_void)>,
+}
+
+/// An allocator that forwards to `*original` and records the blocks it hands out with
+/// allocation tracking, as the GOT hooks record `malloc`'s: for a runtime whose objects
+/// come from its own arenas (CPython's pymalloc), which the hooks never see. The Python
+/// binding installs it (`PyMem_SetAllocator`) for the where run only, so that a leaked
+/// object's site names the C function that created it, not only the Python line. Where
+/// tracking does not exist, it is `*original` itself.
+///
+/// # Safety
+///
+/// `original` must point to a valid allocator that stays valid, unchanged, for as long as
+/// the returned allocator is installed.
+pub unsafe fn route_runtime_allocator(original: *const RuntimeAllocator) -> RuntimeAllocator {
+    // SAFETY: the caller's promise.
+    unsafe { sys::runtime_wrapper(original) }
+}
+
 /// Runs `f` with allocation recording paused on the current thread: what it allocates
 /// never counts as the checked function's. For a front end's own work during the calls
 /// (the Python binding's profile hook, which notes where the interpreter is).

@@ -295,8 +295,8 @@ const MIN_FIRST_RUN: u64 = 20;
 
 /// Calls in the first run when the user left `times` at its default, given what a call
 /// costs (seconds, measured during the warm-up; 0 when unknown): `times`, or as many calls
-/// as fit in [`FIRST_RUN_SECONDS`] when `times` calls would take longer, but never fewer
-/// than [`MIN_FIRST_RUN`]. A slow function is judged on fewer calls: a steady leak still
+/// as fit in a second when `times` calls would take longer, but never fewer
+/// than 20. A slow function is judged on fewer calls: a steady leak still
 /// shows in every run (runs double from there), a leak on one call in hundreds may not,
 /// which is why a `times` the user chose is never shortened.
 pub fn first_run_calls(times: u64, seconds_per_call: f64) -> u64 {

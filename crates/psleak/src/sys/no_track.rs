@@ -2,7 +2,7 @@
 //! unsupported backend tested on Linux): installing says why, everything else is inert, and
 //! a check judges from the counters it has.
 
-use crate::tracking::Frame;
+use crate::tracking::{Frame, RuntimeAllocator};
 
 pub(crate) const MAX_RUNS: usize = 64;
 
@@ -32,6 +32,16 @@ pub(crate) fn reset() {}
 pub(crate) fn set_run(_run: u32) {}
 pub(crate) fn set_capture(_on: bool) {}
 pub(crate) fn set_host_location(_token: u64) {}
+
+/// Without tracking, the runtime's allocator stays as it is.
+///
+/// # Safety
+///
+/// `original` must point to a valid allocator.
+pub(crate) unsafe fn runtime_wrapper(original: *const RuntimeAllocator) -> RuntimeAllocator {
+    // SAFETY: the caller's promise.
+    unsafe { *original }
+}
 
 pub(crate) fn paused<R>(f: impl FnOnce() -> R) -> R {
     f()

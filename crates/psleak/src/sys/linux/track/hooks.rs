@@ -12,6 +12,7 @@ use std::ffi::CStr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use super::{stacks, table};
+use crate::tracking::RuntimeAllocator;
 
 /// What is intercepted. The order is the index into [`REAL`] and [`hook_addresses`].
 pub(crate) const SYMBOLS: [&CStr; 15] = [
@@ -332,4 +333,89 @@ pub(crate) fn resolve() -> bool {
         all &= p != 0;
     }
     all
+}
+
+// --- A runtime's own allocator (CPython's PyMem domains), routed through the tracker for
+// the where run (`crate::tracking::route_runtime_allocator`). Each function receives the
+// original allocator as its context, forwards to it with recording paused (under
+// PYTHONMALLOC=malloc the original calls the hooked malloc, which must not record the
+// block a second time), then records or forgets the block itself. Their names hold
+// `track::hooks::`, so that sites begin below them.
+
+/// The original allocator behind a wrapper's context.
+///
+/// # Safety
+///
+/// `ctx` is the pointer `runtime_wrapper` stored: a valid allocator (its caller's promise).
+unsafe fn original<'a>(ctx: *mut libc::c_void) -> &'a RuntimeAllocator {
+    // SAFETY: see above.
+    unsafe { &*ctx.cast::<RuntimeAllocator>() }
+}
+
+unsafe extern "C" fn runtime_malloc(ctx: *mut libc::c_void, size: usize) -> *mut libc::c_void {
+    // SAFETY: ctx is the original allocator; its malloc gets the caller's arguments.
+    let a = unsafe { original(ctx) };
+    let Some(f) = a.malloc else {
+        return std::ptr::null_mut();
+    };
+    let p = paused(|| unsafe { f(a.ctx, size) });
+    record(p as usize, size, false);
+    p
+}
+
+unsafe extern "C" fn runtime_calloc(ctx: *mut libc::c_void, n: usize, size: usize) -> *mut libc::c_void {
+    // SAFETY: as in runtime_malloc.
+    let a = unsafe { original(ctx) };
+    let Some(f) = a.calloc else {
+        return std::ptr::null_mut();
+    };
+    let p = paused(|| unsafe { f(a.ctx, n, size) });
+    record(p as usize, n.saturating_mul(size), false);
+    p
+}
+
+unsafe extern "C" fn runtime_realloc(
+    ctx: *mut libc::c_void,
+    p: *mut libc::c_void,
+    size: usize,
+) -> *mut libc::c_void {
+    // SAFETY: as in runtime_malloc.
+    let a = unsafe { original(ctx) };
+    let Some(f) = a.realloc else {
+        return std::ptr::null_mut();
+    };
+    let old = forget(p as usize);
+    let q = paused(|| unsafe { f(a.ctx, p, size) });
+    if q.is_null() {
+        if let (Some(old), true) = (old, size != 0) {
+            table::insert(old);
+        }
+    } else {
+        record(q as usize, size, false);
+    }
+    q
+}
+
+unsafe extern "C" fn runtime_free(ctx: *mut libc::c_void, p: *mut libc::c_void) {
+    // SAFETY: as in runtime_malloc.
+    let a = unsafe { original(ctx) };
+    forget(p as usize);
+    if let Some(f) = a.free {
+        paused(|| unsafe { f(a.ctx, p) });
+    }
+}
+
+/// The wrapper of `original` (see `crate::tracking::route_runtime_allocator`).
+///
+/// # Safety
+///
+/// `original` stays valid while the wrapper is installed.
+pub(crate) unsafe fn runtime_wrapper(original: *const RuntimeAllocator) -> RuntimeAllocator {
+    RuntimeAllocator {
+        ctx: original.cast_mut().cast(),
+        malloc: Some(runtime_malloc),
+        calloc: Some(runtime_calloc),
+        realloc: Some(runtime_realloc),
+        free: Some(runtime_free),
+    }
 }

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use hooks::{REAL, SYMBOLS};
 
-pub(crate) use hooks::{paused, set_host_location};
+pub(crate) use hooks::{paused, runtime_wrapper, set_host_location};
 pub(crate) use symbolize::{object_of, Resolved, Symbolizer};
 pub(crate) use table::MAX_RUNS;
 
