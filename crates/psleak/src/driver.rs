@@ -490,8 +490,8 @@ impl<'a, H: Host> Driver<'a, H> {
     /// A), then four times as many with capture off, at most as many as the longest run
     /// (run B, so that A's blocks that a cache or a flush would free get the chance: the
     /// leak itself is already confirmed, B only keeps a cache's blocks out of the sites),
-    /// settle, and group A's survivors by stack. Both are shortened so that the leak, at the rate found, adds at
-    /// most a quarter of the memory budget.
+    /// settle, and group A's survivors by stack. Both are shortened so that the leak, at
+    /// the rate found, adds at most a quarter of the memory budget.
     fn locate(
         &mut self,
         tracking: &Tracking,

@@ -1549,23 +1549,19 @@ mod tests {
     fn tracked_drift_of_a_few_chunks_in_a_short_run_is_quiet() {
         // A slow function's shortened runs (23 calls of 44 ms, measured): 80 B of heap that
         // no survivor explains is 3.5 B/call, drift nonetheless. Clean after two runs.
-        let mut p = policy();
-        p.times = 23;
-        let mut n = 0;
-        let (d, runs) = simulate(&p, |_, _| {
-            n += 1;
-            (Metric::Heap, if n == 2 { 80 } else { 0 })
-        });
+        let second_run_grows = |mut p: Policy| {
+            p.times = 23;
+            let mut n = 0;
+            simulate(&p, |_, _| {
+                n += 1;
+                (Metric::Heap, if n == 2 { 80 } else { 0 })
+            })
+        };
+        let (d, runs) = second_run_grows(policy());
         assert_eq!(d, Decision::Clean);
         assert_eq!(runs.len(), 2, "{runs:?}");
         // Untracked, the same growth is judged as before: the runs go on.
-        let mut p = untracked();
-        p.times = 23;
-        let mut n = 0;
-        let (_, runs) = simulate(&p, |_, _| {
-            n += 1;
-            (Metric::Heap, if n == 2 { 80 } else { 0 })
-        });
+        let (_, runs) = second_run_grows(untracked());
         assert!(runs.len() > 2, "{runs:?}");
     }
 
