@@ -77,21 +77,21 @@ struct Referents {
     /// Untracked containers entered to reach the current referent.
     depth: u32,
     types: Types,
-    /// The referents recorded last, direct-mapped by address: most visits meet the same
-    /// few thousand objects (`None`, small ints, attribute-name strings), and a repeat
-    /// found here is neither pushed nor entered again. Nothing is lost: no Python code
-    /// runs during a census, so a repeat has the count already recorded. It halves what
-    /// [`compact`] sorts.
+    /// The referents met last, direct-mapped by address: most visits meet the same few
+    /// thousand objects (`None`, small ints, attribute-name strings, classes), and a repeat
+    /// found here is neither read, pushed nor entered again. Nothing is lost: no Python
+    /// code runs during a census, so a repeat has the count already recorded (or was
+    /// skipped for a reason that still holds). It halves what [`compact`] sorts.
     recent: Vec<usize>,
 }
 
-/// Slots of [`Referents::recent`]: 128 KiB, within a core's L2 cache.
-const RECENT_SLOTS: usize = 1 << 14;
+/// Slots of [`Referents::recent`]: 256 KiB, within a core's L2 cache.
+const RECENT_SLOTS: usize = 1 << 15;
 
 /// The slot of an address in [`Referents::recent`] (Fibonacci hashing: objects are
 /// 16-byte aligned and often allocated in runs).
 fn recent_slot(addr: usize) -> usize {
-    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50) as usize
+    ((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 49) as usize
 }
 
 /// What the census needs to know of a type, looked up once per census.
@@ -219,20 +219,25 @@ unsafe extern "C" fn visit(obj: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
         return 0;
     }
     // SAFETY: `arg` is the `Referents` that `take` passed to tp_traverse, alive and not
-    // otherwise borrowed during the call; `obj` is a live object handed over by tp_traverse.
-    let (r, count) = unsafe { (&mut *arg.cast::<Referents>(), ffi::Py_REFCNT(obj)) };
-    // SAFETY: `obj` is live; only objects of GC types can be tracked (the call is made
-    // for those alone, which saves a call into libpython per int or string).
-    let tracked =
-        r.types.info(unsafe { ffi::Py_TYPE(obj) }).gc && unsafe { ffi::PyObject_GC_IsTracked(obj) } == 1;
-    if (r.skip_tracked && tracked) || (r.skip_immortal && immortal(count)) {
-        return 0;
-    }
+    // otherwise borrowed during the call.
+    let r = unsafe { &mut *arg.cast::<Referents>() };
+    // A repeat is decided before the object is read at all: most visits meet the same few
+    // objects, and reading an object's header is the census's main cost (a cache miss).
     let slot = recent_slot(obj as usize);
     if r.recent[slot] == obj as usize {
         return 0;
     }
     r.recent[slot] = obj as usize;
+    // SAFETY: `obj` is a live object handed over by tp_traverse; only objects of GC types
+    // can be tracked (the call is made for those alone, which saves a call into libpython
+    // per int or string).
+    let count = unsafe { ffi::Py_REFCNT(obj) };
+    let tracked =
+        r.types.info(unsafe { ffi::Py_TYPE(obj) }).gc && unsafe { ffi::PyObject_GC_IsTracked(obj) } == 1;
+    // Skipped objects stay in `recent` too: skipped again, unread, when met again.
+    if (r.skip_tracked && tracked) || (r.skip_immortal && immortal(count)) {
+        return 0;
+    }
     r.out.push((obj as usize, count));
     if r.out.len() >= r.compact_at {
         compact(&mut r.out);
