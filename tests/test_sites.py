@@ -125,6 +125,28 @@ def test_leaked_python_object_names_the_c_function_that_made_it() -> None:
 
 
 @pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+def test_sites_name_the_threads_that_allocated() -> None:
+    # A persistent worker thread: named, once.
+    worker = psleak.check(leakmatrix.by_name("leak_site_worker").fun)
+    site = worker.data["sites"][0]
+    assert site["thread_count"] == 1, worker.text
+    assert [t["name"] for t in site["threads"]] == ["lm-site-worker"], worker.text
+    assert f"in thread 'lm-site-worker' (tid {site['threads'][0]['tid']})" in worker.text
+    # A thread per call: counted (one per call of the where run), a few listed.
+    per_call = psleak.check(leakmatrix.by_name("leak_site_thread").fun)
+    site = per_call.data["sites"][0]
+    assert site["thread_count"] >= 100, per_call.text
+    assert 1 <= len(site["threads"]) <= 4, per_call.text
+    assert f"in {site['thread_count']} threads (" in per_call.text
+    # The checking thread's own allocations say nothing of threads.
+    own = psleak.check(leakmatrix.by_name("leak_site_malloc").fun)
+    assert own.data["sites"][0]["threads"] == [] and own.data["sites"][0]["thread_count"] == 0, own.text
+    assert "thread" not in own.text.split("allocated at")[1].splitlines()[1], own.text
+    for report in (worker, per_call, own):
+        jsonschema.validate(report.data, psleak.report_schema())
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
 def test_track_native_off_judges_from_counters() -> None:
     ext = leakmatrix.load_extension()
     report = psleak.check(ext.leak_site_malloc, track_native=False)

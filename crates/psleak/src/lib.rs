@@ -154,7 +154,10 @@ pub use report::{
 };
 pub use sys::BACKEND;
 pub use testing::{assert_no_leak, LeakError};
-pub use tracking::{route_runtime_allocator, set_host_location, untracked, Frame, RuntimeAllocator, Site};
+pub use tracking::{
+    route_runtime_allocator, set_host_location, untracked, Frame, RuntimeAllocator, Site, SiteThread,
+    SITE_THREADS,
+};
 pub use verdict::{Finding, LeakReason, Metric, Values};
 
 use sys::backend;

@@ -561,10 +561,11 @@ impl Report {
             let blocks = site.blocks_per_call;
             let _ = write!(
                 s,
-                "\n  {}/call in {} block{}/call",
+                "\n  {}/call in {} block{}/call{}",
                 format_bytes(site.bytes_per_call),
                 format_value(Metric::NativeBlocks, blocks),
-                if blocks == 1.0 { "" } else { "s" }
+                if blocks == 1.0 { "" } else { "s" },
+                site.threads_text()
             );
             if site.frames.is_empty() {
                 s.push_str("\n    (no frame outside psleak and the runtime)");

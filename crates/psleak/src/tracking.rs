@@ -7,7 +7,7 @@
 //! whatever happens to the check (an error, a panic, a Python exception or Ctrl-C, which
 //! reach the driver as errors), and the frame filtering that turns raw stacks into sites.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -54,6 +54,57 @@ pub struct Site {
     pub blocks_per_call: f64,
     /// Innermost first: the allocating call, its callers, then the runtime's line (Python).
     pub frames: Vec<Frame>,
+    /// Threads other than the one running the check that made these allocations, by id,
+    /// at most [`SITE_THREADS`] of them (a worker thread, a thread the function started);
+    /// empty when the checking thread made them all.
+    pub threads: Vec<SiteThread>,
+    /// How many such threads there were (a thread started per call: one per call).
+    pub thread_count: usize,
+}
+
+/// Most threads a [`Site`] lists.
+pub const SITE_THREADS: usize = 4;
+
+/// A thread that allocated blocks of a [`Site`], as it was at the allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SiteThread {
+    /// Kernel thread id (`gettid`).
+    pub tid: u32,
+    /// Its name (`PR_GET_NAME`; "" where unnamed or unknown).
+    pub name: String,
+}
+
+/// A stack recorded by the where run, as the backend hands it over.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CapturedStack {
+    /// The front end's location token (0: none).
+    pub(crate) host: u64,
+    /// Return addresses, innermost first.
+    pub(crate) ips: Vec<usize>,
+    /// The allocating thread's id and name.
+    pub(crate) tid: u32,
+    pub(crate) thread_name: String,
+}
+
+impl Site {
+    /// ", in thread 'name' (tid N)" or ", in N threads ('a', 'b')": where the blocks were
+    /// allocated when not by the thread running the check; "" otherwise.
+    pub fn threads_text(&self) -> String {
+        match self.threads.as_slice() {
+            [] => String::new(),
+            [t] if self.thread_count == 1 => format!(", in thread '{}' (tid {})", t.name, t.tid),
+            threads => {
+                let mut names: Vec<String> = Vec::new();
+                for t in threads {
+                    let quoted = format!("'{}'", t.name);
+                    if !names.contains(&quoted) {
+                        names.push(quoted);
+                    }
+                }
+                format!(", in {} threads ({})", self.thread_count, names.join(", "))
+            }
+        }
+    }
 }
 
 /// Sets the current thread's location in the front end's runtime, an opaque token that
@@ -163,11 +214,17 @@ impl Tracking {
         }
         let runtime_base = runtime.and_then(sys::object_of).map(|(_, base)| base);
         let mut resolved: HashMap<usize, Vec<sys::Resolved>> = HashMap::new();
-        let mut by_frames: HashMap<Vec<Frame>, (i64, i64)> = HashMap::new();
+        let checking_thread = sys::current_thread_id();
+        let mut by_frames: HashMap<Vec<Frame>, (i64, i64, BTreeSet<SiteThread>)> = HashMap::new();
         sys::paused(|| {
             let mut symbolizer = sys::Symbolizer::default();
             for (stack, (n, bytes)) in by_stack {
-                let (token, ips) = sys::stack(stack).unwrap_or_default();
+                let CapturedStack {
+                    host: token,
+                    ips,
+                    tid,
+                    thread_name,
+                } = sys::stack(stack).unwrap_or_default();
                 // Resolved lazily, innermost first, only as far as the frames are kept: the
                 // interpreter's and libc's frames below the kept ones would cost their
                 // objects' DWARF (a compressed libc debug file is inflated whole).
@@ -188,15 +245,23 @@ impl Tracking {
                 let e = by_frames.entry(kept).or_default();
                 e.0 += n;
                 e.1 += bytes;
+                if tid != 0 && tid != checking_thread {
+                    e.2.insert(SiteThread {
+                        tid,
+                        name: thread_name,
+                    });
+                }
             }
         });
         let calls = calls.max(1) as f64;
         let mut sites: Vec<Site> = by_frames
             .into_iter()
-            .map(|(frames, (n, bytes))| Site {
+            .map(|(frames, (n, bytes, threads))| Site {
                 bytes_per_call: bytes as f64 / calls,
                 blocks_per_call: n as f64 / calls,
                 frames,
+                thread_count: threads.len(),
+                threads: threads.into_iter().take(SITE_THREADS).collect(),
             })
             .collect();
         sites.sort_by(|a, b| {
@@ -355,6 +420,28 @@ mod tests {
             (f("clone3"), 4),
         ];
         assert_eq!(names(&keep_frames(raw, None).0), ["worker"]);
+    }
+
+    #[test]
+    fn sites_say_which_threads_allocated() {
+        let thread = |tid: u32, name: &str| SiteThread {
+            tid,
+            name: name.into(),
+        };
+        let mut site = Site {
+            bytes_per_call: 80.0,
+            blocks_per_call: 1.0,
+            frames: Vec::new(),
+            threads: Vec::new(),
+            thread_count: 0,
+        };
+        assert_eq!(site.threads_text(), "");
+        site.threads = vec![thread(7, "worker")];
+        site.thread_count = 1;
+        assert_eq!(site.threads_text(), ", in thread 'worker' (tid 7)");
+        site.threads = vec![thread(7, "a"), thread(8, "b"), thread(9, "a")];
+        site.thread_count = 200;
+        assert_eq!(site.threads_text(), ", in 200 threads ('a', 'b')");
     }
 
     #[test]

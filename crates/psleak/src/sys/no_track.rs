@@ -2,7 +2,7 @@
 //! unsupported backend tested on Linux): installing says why, everything else is inert, and
 //! a check judges from the counters it has.
 
-use crate::tracking::{Frame, RuntimeAllocator};
+use crate::tracking::{CapturedStack, Frame, RuntimeAllocator};
 
 pub(crate) const MAX_RUNS: usize = 64;
 
@@ -55,8 +55,12 @@ pub(crate) fn live_blocks() -> Vec<LiveBlock> {
     Vec::new()
 }
 
-pub(crate) fn stack(_id: u16) -> Option<(u64, Vec<usize>)> {
+pub(crate) fn stack(_id: u16) -> Option<CapturedStack> {
     None
+}
+
+pub(crate) fn current_thread_id() -> u32 {
+    0
 }
 
 pub(crate) fn tracker_bytes() -> usize {

@@ -49,13 +49,15 @@ struct Local {
     busy: Cell<bool>,
     /// The front end's token for where this thread is (Python: code object and line).
     host: Cell<u64>,
+    /// This thread's id (`gettid`), 0 until a stack is first captured on it.
+    tid: Cell<u32>,
 }
 
 thread_local! {
     // const-initialised and without Drop: no lazy registration, no allocation, usable
     // while a thread exits.
     static LOCAL: Local = const {
-        Local { busy: Cell::new(false), host: Cell::new(0) }
+        Local { busy: Cell::new(false), host: Cell::new(0), tid: Cell::new(0) }
     };
 }
 
@@ -65,6 +67,12 @@ pub(crate) fn paused<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     LOCAL.with(|l| l.busy.set(was));
     r
+}
+
+/// The calling thread's id (gettid(2)).
+pub(crate) fn current_thread_id() -> u32 {
+    // SAFETY: gettid takes no argument and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
 }
 
 pub(crate) fn set_host_location(token: u64) {
@@ -83,7 +91,10 @@ fn record(addr: usize, size: usize, mapping: bool) {
             return;
         }
         let stack = if CAPTURE.load(Ordering::Relaxed) != 0 {
-            stacks::capture(l.host.get())
+            if l.tid.get() == 0 {
+                l.tid.set(current_thread_id());
+            }
+            stacks::capture(l.host.get(), l.tid.get())
         } else {
             stacks::NONE
         };

@@ -25,7 +25,9 @@ use std::sync::Mutex;
 
 use hooks::{REAL, SYMBOLS};
 
-pub(crate) use hooks::{paused, runtime_wrapper, set_host_location};
+use crate::tracking::CapturedStack;
+
+pub(crate) use hooks::{current_thread_id, paused, runtime_wrapper, set_host_location};
 pub(crate) use symbolize::{object_of, Resolved, Symbolizer};
 pub(crate) use table::MAX_RUNS;
 
@@ -356,9 +358,19 @@ pub(crate) fn live_blocks() -> Vec<LiveBlock> {
 }
 
 /// The frames and host token of a stack id.
-pub(crate) fn stack(id: u16) -> Option<(u64, Vec<usize>)> {
+pub(crate) fn stack(id: u16) -> Option<CapturedStack> {
     let s = stacks::get(id)?;
-    Some((s.host, s.frames[..s.len as usize].to_vec()))
+    let name_len = s
+        .thread_name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(s.thread_name.len());
+    Some(CapturedStack {
+        host: s.host,
+        ips: s.frames[..s.len as usize].to_vec(),
+        tid: s.tid,
+        thread_name: String::from_utf8_lossy(&s.thread_name[..name_len]).into_owned(),
+    })
 }
 
 /// Forgets every block and stack; gives the table's memory back. After [`uninstall`].

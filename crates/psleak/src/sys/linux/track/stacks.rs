@@ -16,7 +16,7 @@ use super::table;
 
 /// Deepest stack kept, innermost frames first.
 pub(crate) const MAX_FRAMES: usize = 48;
-/// Most distinct stacks kept (ids are 16 bits in the live table): 16384 x 408 B = 6.4 MiB
+/// Most distinct stacks kept (ids are 16 bits in the live table): 16384 x 424 B = 6.6 MiB
 /// of address space, mapped when the where run starts; later stacks share `OVERFLOW`.
 const MAX_STACKS: usize = 1 << 14;
 /// The id of allocations whose stack could not be kept.
@@ -24,13 +24,17 @@ pub(crate) const OVERFLOW: u16 = u16::MAX - 1;
 /// The id of allocations made with capture off.
 pub(crate) const NONE: u16 = u16::MAX;
 
-/// One interned stack: frame count, host token, frames, hash.
+/// One interned stack: frame count, host token, the allocating thread, frames, hash.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Stack {
     pub(crate) hash: u64,
     pub(crate) host: u64,
     pub(crate) len: u32,
+    /// The allocating thread's id (`gettid`) and name (`PR_GET_NAME`, NUL-padded), as they
+    /// were at the allocation: a short-lived thread is gone when the report is made.
+    pub(crate) tid: u32,
+    pub(crate) thread_name: [u8; 16],
     pub(crate) frames: [usize; MAX_FRAMES],
 }
 
@@ -122,8 +126,17 @@ extern "C" fn step(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_in
     URC_NO_REASON
 }
 
-/// The current native stack and the host token, interned; returns its id.
-pub(crate) fn capture(host: u64) -> u16 {
+/// The calling thread's name (prctl(2) `PR_GET_NAME`: at most 15 bytes and a NUL). A
+/// system call that allocates nothing.
+fn thread_name() -> [u8; 16] {
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes to the buffer given.
+    unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+    name
+}
+
+/// The current native stack, the host token and the thread `tid`, interned; returns its id.
+pub(crate) fn capture(host: u64, tid: u32) -> u16 {
     let mut walk = Walk {
         frames: [0; MAX_FRAMES],
         len: 0,
@@ -131,7 +144,8 @@ pub(crate) fn capture(host: u64) -> u16 {
     // SAFETY: `step` matches the callback type and `walk` outlives the call.
     unsafe { _Unwind_Backtrace(step, &mut walk as *mut Walk as *mut libc::c_void) };
     let frames = &walk.frames[..walk.len];
-    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ host;
+    let thread_name = thread_name();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ host ^ (u64::from(tid) << 32);
     for &f in frames {
         hash = (hash ^ f as u64).wrapping_mul(0x0100_0000_01b3);
     }
@@ -153,6 +167,8 @@ pub(crate) fn capture(host: u64) -> u16 {
                     hash,
                     host,
                     len: frames.len() as u32,
+                    tid,
+                    thread_name,
                     frames: [0; MAX_FRAMES],
                 };
                 stack.frames[..frames.len()].copy_from_slice(frames);
@@ -165,7 +181,12 @@ pub(crate) fn capture(host: u64) -> u16 {
             let id = (*slot - 1) as usize;
             // SAFETY: ids in the index are below s.len.
             let known = unsafe { &*s.stacks.add(id) };
-            if known.hash == hash && known.host == host && &known.frames[..known.len as usize] == frames {
+            if known.hash == hash
+                && known.host == host
+                && known.tid == tid
+                && known.thread_name == thread_name
+                && &known.frames[..known.len as usize] == frames
+            {
                 return id as u16;
             }
             i = (i + 1) & mask;
