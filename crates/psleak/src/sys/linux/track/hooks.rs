@@ -163,9 +163,20 @@ unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut libc::c_void {
 /// allocated the old one. The old block is forgotten first (see the module doc) and put
 /// back if the call fails.
 unsafe extern "C" fn realloc(p: *mut libc::c_void, size: usize) -> *mut libc::c_void {
-    let old = forget(p as usize);
     // SAFETY: as in malloc.
-    let q = unsafe { real!(2, Realloc)(p, size) };
+    reallocated(p, size, || unsafe { real!(2, Realloc)(p, size) })
+}
+
+/// A realloc of `p` to `size` bytes done by `call`: the old block is forgotten before the
+/// call (as a free is), and put back if the call failed and left it in place.
+#[inline]
+fn reallocated(
+    p: *mut libc::c_void,
+    size: usize,
+    call: impl FnOnce() -> *mut libc::c_void,
+) -> *mut libc::c_void {
+    let old = forget(p as usize);
+    let q = call();
     if q.is_null() {
         if let (Some(old), true) = (old, size != 0) {
             table::insert(old);
@@ -395,16 +406,7 @@ unsafe extern "C" fn runtime_realloc(
     let Some(f) = a.realloc else {
         return std::ptr::null_mut();
     };
-    let old = forget(p as usize);
-    let q = paused(|| unsafe { f(a.ctx, p, size) });
-    if q.is_null() {
-        if let (Some(old), true) = (old, size != 0) {
-            table::insert(old);
-        }
-    } else {
-        record(q as usize, size, false);
-    }
-    q
+    reallocated(p, size, || paused(|| unsafe { f(a.ctx, p, size) }))
 }
 
 unsafe extern "C" fn runtime_free(ctx: *mut libc::c_void, p: *mut libc::c_void) {
