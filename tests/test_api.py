@@ -9,6 +9,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import unittest
 
 import pytest
@@ -210,6 +211,37 @@ def test_clean_function_passes_quickly(case: Case) -> None:
     report = case.execute(c_clean)
     assert report.clean
     assert report.data["total_calls"] < 1000
+
+
+def slow_clean() -> None:
+    time.sleep(0.025)
+
+
+def slow_c_leak() -> None:
+    libc.malloc(64)
+    time.sleep(0.025)
+
+
+def test_slow_function_gets_a_shorter_warm_up_and_first_run(case: Case) -> None:
+    report = case.execute(slow_clean)
+    assert report.clean
+    data = report.data
+    assert 3 <= data["warmup_calls"] < 10, data["warmup_calls"]
+    assert 10 <= data["runs"][0]["calls"] <= 25, data["runs"][0]["calls"]
+    assert any("instead of 200" in n and "warm-up calls instead of 10" in n for n in data["notes"]), data["notes"]
+
+
+def test_slow_function_keeps_the_warm_up_and_times_it_was_given(case: Case) -> None:
+    report = case.execute(slow_clean, warmup_times=6, times=12, retries=2)
+    assert report.data["warmup_calls"] == 6
+    assert report.data["runs"][0]["calls"] == 12
+    assert not any("instead of" in n for n in report.data["notes"])
+
+
+def test_slow_leak_is_still_found(case: Case) -> None:
+    with pytest.raises(psleak.MemoryLeakError) as info:
+        case.execute(slow_c_leak)
+    assert info.value.report.data["runs"][0]["calls"] < 200
 
 
 def test_args_are_passed(case: Case) -> None:

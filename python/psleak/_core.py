@@ -511,7 +511,7 @@ def check(
             core = _psleak.run_check(
                 gate,
                 name=name or qualname(fun),
-                warmup=k["warmup_times"],
+                warmup=None if k["warmup_times"] == DEFAULTS["warmup_times"] else k["warmup_times"],
                 # The default is passed as None: the core may shorten it for a slow function
                 # (about a second a run); a times the user chose is kept as it is.
                 times=None if k["times"] == DEFAULTS["times"] else k["times"],
@@ -613,6 +613,10 @@ def _native_code_explains(data: dict[str, Any]) -> bool:
     )
 
 
+# Longest one of tracemalloc's windows should take, seconds (see allocation_sites).
+WINDOW_SECONDS = 0.25
+
+
 def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
     """Where a leak found by the core allocates: calls ``fun`` again under ``tracemalloc``
     and returns the places whose allocations grew with the calls, largest first. Each is
@@ -623,14 +627,20 @@ def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3)
     tracemalloc sees what goes through Python's allocators (objects, ``PyMem_*``), not a
     raw C ``malloc``: for those the list is empty. Skipped when tracemalloc is already
     tracing (the caller's own measurement is not disturbed). The calls, two windows of up
-    to 200, are sized to stay within a quarter of the memory budget.
+    to 200, are sized to stay within a quarter of the memory budget and, for a slow
+    function, to a quarter of a second each.
     """
     if tracemalloc.is_tracing():
         return []
     byte_rates = [float(f["per_call"]) for f in data["outcome"]["findings"] if f["metric"] != "blocks"]
     per_call = max([1.0, *byte_rates])
-    # Two windows of `calls` calls each, together within a quarter of the budget.
+    # Two windows of `calls` calls each, together within a quarter of the budget, and for
+    # a slow function a quarter of a second each (at least 10 calls: a leak it sees must
+    # grow on half of them).
     calls = int(min(200, max(10, data["memory_budget"] / 8 / per_call)))
+    seconds_per_call = float(data.get("seconds") or 0.0) / max(1, int(data.get("total_calls") or 0))
+    if seconds_per_call > 0:
+        calls = min(calls, max(10, int(WINDOW_SECONDS / seconds_per_call)))
     # tracemalloc's and linecache's own allocations are left out after comparing, by the
     # innermost frame of each traceback (what a Filter matches): filtering every trace of
     # every snapshot with fnmatch cost more than the calls.

@@ -62,7 +62,7 @@ def run_check(
     fun: Callable[[], object],
     *,
     name: str,
-    warmup: int,
+    warmup: int | None,
     times: int | None,
     retries: int,
     tolerance: dict[str, int],

@@ -558,7 +558,7 @@ mod _psleak {
     fn run_check<'py>(
         fun: Bound<'py, PyAny>,
         name: String,
-        warmup: u64,
+        warmup: Option<u64>,
         times: Option<u64>,
         retries: u32,
         tolerance: std::collections::HashMap<String, u64>,
@@ -577,8 +577,12 @@ mod _psleak {
         if !fun.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err("'fun' must be callable"));
         }
-        let mut check = psleak::LeakCheck::new().name(name).warmup(warmup);
-        // None: the default, which a slow function's check may shorten (LeakCheck::times).
+        let mut check = psleak::LeakCheck::new().name(name);
+        // None: the defaults, which a slow function's check may shorten
+        // (LeakCheck::warmup, LeakCheck::times).
+        if let Some(warmup) = warmup {
+            check = check.warmup(warmup);
+        }
         if let Some(times) = times {
             check = check.times(times);
         }

@@ -186,6 +186,8 @@ pub struct LeakCheck {
     /// `times` was set by the user ([`LeakCheck::times`]): never shortened for a slow
     /// function (see [`LeakCheck::times`]).
     pub(crate) times_chosen: bool,
+    /// `warmup` was set by the user ([`LeakCheck::warmup`]): made in full.
+    pub(crate) warmup_chosen: bool,
     pub(crate) retries: u32,
     pub(crate) tolerance: [u64; METRIC_COUNT],
     pub(crate) memory_budget: u64,
@@ -208,6 +210,7 @@ impl LeakCheck {
             warmup: 10,
             times: 200,
             times_chosen: false,
+            warmup_chosen: false,
             retries: 10,
             tolerance: [0; METRIC_COUNT],
             memory_budget: DEFAULT_MEMORY_BUDGET,
@@ -223,16 +226,21 @@ impl LeakCheck {
     }
 
     /// Calls made before measuring, so that lazy initialisation is not counted.
+    ///
+    /// Left at its default (10), the warm-up of a slow function ends once it has made 3
+    /// calls and spent a tenth of a second after the first one. A value set here is made
+    /// in full.
     pub fn warmup(mut self, calls: u64) -> Self {
         self.warmup = calls;
+        self.warmup_chosen = true;
         self
     }
 
     /// Calls in the first run (later runs double, up to 16×). At least 1.
     ///
     /// Left at its default (200), it is shortened for a slow function: when the warm-up
-    /// calls say that 200 calls would take more than a second, the first run makes as many
-    /// calls as fit in a second, and at least 20 (the report says so). A steady leak shows
+    /// calls say that 200 calls would take more than half a second, the first run makes as
+    /// many calls as fit in half a second, and at least 10 (the report says so). A steady leak shows
     /// in every run whatever its length; a leak on one call in hundreds needs the calls,
     /// so set `times` to keep them: a value set here is never shortened.
     pub fn times(mut self, calls: u64) -> Self {

@@ -11,7 +11,8 @@ use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
 use crate::sys::backend;
 use crate::tracking::{Site, Tracking};
 use crate::verdict::{
-    decide, first_run_calls, thresholds, Decision, Finding, Metric, Policy, Run, Values, METRIC_COUNT,
+    decide, first_run_calls, thresholds, warmup_done, Decision, Finding, Metric, Policy, Run, Values,
+    METRIC_COUNT,
 };
 
 /// How long a seeming fd or thread leak is given to go away before it is reported.
@@ -28,6 +29,11 @@ struct Sampler {
     enabled: [bool; METRIC_COUNT],
     malloc: bool,
     uss: bool,
+    /// Whether allocation tracking is on: its table's pages (mapped and faulted in at
+    /// once, see `track::table::map`) are taken out of the judged rss, anon and vms, so
+    /// that the table growing to a function's peak of live blocks, shard by shard, is not
+    /// read as the function's growth. The budget still counts them (`quick`).
+    own: bool,
 }
 
 impl Sampler {
@@ -52,7 +58,12 @@ impl Sampler {
                 false
             }
         };
-        Ok(Sampler { enabled, malloc, uss })
+        Ok(Sampler {
+            enabled,
+            malloc,
+            uss,
+            own: false,
+        })
     }
 
     /// Heap and mmap in use, where malloc's statistics exist.
@@ -79,6 +90,12 @@ impl Sampler {
             v.set(Metric::Rss, rss as i64);
             v.set(Metric::Vms, vms as i64);
         }
+        if self.own {
+            let own = Tracking::bytes() as i64;
+            for m in [Metric::Rss, Metric::Anon, Metric::Vms] {
+                v.set(m, v.get(m) - own);
+            }
+        }
         if let Some(b) = host.blocks() {
             v.set(Metric::Blocks, b);
         }
@@ -88,7 +105,8 @@ impl Sampler {
         Ok(v)
     }
 
-    /// A cheap sample for the memory budget: rss and malloc in use only.
+    /// A cheap sample for the memory budget: rss and malloc in use only (allocation
+    /// tracking's own pages included: the budget counts them).
     fn quick(&self) -> Result<Values> {
         let mut v = self.malloc_sample()?;
         v.set(Metric::Rss, backend::memory_quick()?.0 as i64);
@@ -107,6 +125,8 @@ pub(crate) struct Driver<'a, H: Host> {
     threads_before_runs: Option<usize>,
     /// What a call cost during the warm-up (seconds; 0 when not measured).
     seconds_per_call: f64,
+    /// Warm-up calls made (fewer than asked for a slow function, see `warmup_done`).
+    warmup_made: u64,
 }
 
 /// How long a settled sample waits for threads the calls started to finish.
@@ -124,6 +144,7 @@ impl<'a, H: Host> Driver<'a, H> {
             notes: Vec::new(),
             threads_before_runs: None,
             seconds_per_call: 0.0,
+            warmup_made: 0,
         }
     }
 
@@ -156,7 +177,7 @@ impl<'a, H: Host> Driver<'a, H> {
         Report {
             name: self.check.name.clone(),
             outcome,
-            warmup_calls: self.check.warmup,
+            warmup_calls: self.warmup_made,
             total_calls: self.calls,
             runs: Vec::new(),
             noise: Values::default(),
@@ -201,14 +222,18 @@ impl<'a, H: Host> Driver<'a, H> {
         }
         // The warm-up calls after the first (which may initialise things) say what a call
         // costs, for sizing the first run when `times` was left at its default.
+        // A slow function's warm-up, left at its default, ends early (see `warmup_done`).
         let mut warm = (0u32, 0.0f64);
-        for i in 0..self.check.warmup {
+        let mut made = 0;
+        while !warmup_done(self.check.warmup, self.check.warmup_chosen, made, warm.1) {
             let started = Instant::now();
             self.call()?;
-            if i > 0 {
+            if made > 0 {
                 warm = (warm.0 + 1, warm.1 + started.elapsed().as_secs_f64());
             }
+            made += 1;
         }
+        self.warmup_made = made;
         self.seconds_per_call = if warm.0 > 0 {
             warm.1 / f64::from(warm.0)
         } else {
@@ -313,7 +338,7 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 
     fn memory_check(mut self) -> Res<Report, H::Error> {
-        let sampler = Sampler::new(&mut self.notes)?;
+        let mut sampler = Sampler::new(&mut self.notes)?;
         let resources_before = self.resources(Phase::BeforeRuns)?;
         let calls_before_runs = self.calls;
         self.threads_before_runs = backend::thread_count().ok();
@@ -325,6 +350,7 @@ impl<'a, H: Host> Driver<'a, H> {
         // count as the function's growth); dropped, and so removed, on every way out of
         // this function.
         let tracking = self.start_tracking();
+        sampler.own = tracking.is_some();
 
         // Noise floor: the largest change between samples with no call in between.
         self.settle()?;
@@ -347,10 +373,18 @@ impl<'a, H: Host> Driver<'a, H> {
             first_run_calls(self.check.times, self.seconds_per_call)
         };
         if times < self.check.times {
+            let warmup = if self.warmup_made < self.check.warmup {
+                format!(
+                    " after {} warm-up calls instead of {}",
+                    self.warmup_made, self.check.warmup
+                )
+            } else {
+                String::new()
+            };
             self.notes.push(format!(
                 "a call took {:.1} ms in the warm-up: runs started at {times} calls instead of \
-                 {} (about a second a run); a leak on one call in hundreds needs more: set \
-                 times to choose",
+                 {} (about half a second a run){warmup}; a leak on one call in hundreds needs \
+                 more: set times to choose",
                 self.seconds_per_call * 1e3,
                 self.check.times
             ));
@@ -421,14 +455,14 @@ impl<'a, H: Host> Driver<'a, H> {
             });
         };
 
-        if let Some(t) = &tracking {
-            // Its pages are in rss, so the budget already counted them; say so when they
-            // were enough to matter (the where run's stack store comes after).
-            let bytes = t.bytes();
+        if tracking.is_some() {
+            // Its pages count against the budget, though not in the judged columns; say so
+            // when they were enough to matter (the where run's stack store comes after).
+            let bytes = Tracking::bytes();
             if bytes > 4 << 20 {
                 self.notes.push(format!(
-                    "allocation tracking held {} for its table and stacks (counted in rss and \
-                     the memory budget)",
+                    "allocation tracking held {} for its table and stacks (counted in the \
+                     memory budget, left out of the rss, anon and vms columns)",
                     crate::report::format_bytes(bytes as f64)
                 ));
             }

@@ -188,8 +188,8 @@ impl Tracking {
         sys::survivors()
     }
 
-    /// Address space the tracker holds (its table and stacks), bytes.
-    pub(crate) fn bytes(&self) -> u64 {
+    /// Address space the tracker holds (its table and stacks), bytes; all of it resident.
+    pub(crate) fn bytes() -> u64 {
         sys::tracker_bytes() as u64
     }
 

@@ -288,15 +288,33 @@ const CHEAP_RUN_SECONDS: f64 = 0.25;
 
 /// Longest a first run of the default size should take, seconds: 200 calls of a function
 /// that takes 40 ms are 8 s a run and 16 s for the two runs that make a clean verdict.
-const FIRST_RUN_SECONDS: f64 = 1.0;
+const FIRST_RUN_SECONDS: f64 = 0.5;
 
-/// Fewest calls in a first run shortened by [`first_run_calls`].
-const MIN_FIRST_RUN: u64 = 20;
+/// Fewest calls in a first run shortened by [`first_run_calls`]: tracked survivors are
+/// exact, so a steady leak of one block a call shows as ten blocks.
+const MIN_FIRST_RUN: u64 = 10;
+
+/// Longest a warm-up of the default length should take, seconds, after its first call
+/// (which may initialise things, and is not timed).
+const WARMUP_SECONDS: f64 = 0.1;
+
+/// Fewest calls in a warm-up shortened by [`warmup_done`].
+const MIN_WARMUP: u64 = 3;
+
+/// Whether a warm-up is done after `made` of its `warmup` calls, the timed ones (all but
+/// the first) having taken `seconds`. One the user left at its default ends early for a
+/// slow function, after at least 3 calls and 0.1 s: what it is for (lazy initialisation,
+/// caches filling) mostly happens in the first calls, and a fill that goes on shows in
+/// the first run, which is never required to be quiet. A `warmup` the user chose is
+/// made in full.
+pub fn warmup_done(warmup: u64, chosen: bool, made: u64, seconds: f64) -> bool {
+    made >= warmup || (!chosen && made >= MIN_WARMUP && seconds >= WARMUP_SECONDS)
+}
 
 /// Calls in the first run when the user left `times` at its default, given what a call
 /// costs (seconds, measured during the warm-up; 0 when unknown): `times`, or as many calls
-/// as fit in a second when `times` calls would take longer, but never fewer
-/// than 20. A slow function is judged on fewer calls: a steady leak still
+/// as fit in half a second when `times` calls would take longer, but never fewer
+/// than 10. A slow function is judged on fewer calls: a steady leak still
 /// shows in every run (runs double from there), a leak on one call in hundreds may not,
 /// which is why a `times` the user chose is never shortened.
 pub fn first_run_calls(times: u64, seconds_per_call: f64) -> u64 {
@@ -828,11 +846,13 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
         })
     };
     // For sizing the next run, though, survivors count: growth there must be shown to
-    // scale with calls, and equal-sized runs cannot show it.
+    // scale with calls, and equal-sized runs cannot show it. Drift does not: a run of a
+    // slow function with a chunk or two of tcache drift was doubled for nothing
+    // (ssl.create_default_context(), 30 ms a call: runs of 31, 62 and 124 calls).
     let quiet = |r: &Run| {
-        Metric::ALL
-            .into_iter()
-            .all(|m| !policy.enabled[m.index()] || r.growth.get(m) <= t.get(m))
+        Metric::ALL.into_iter().all(|m| {
+            !policy.enabled[m.index()] || r.growth.get(m) <= t.get(m) || (!m.is_survivors() && drift(m, r))
+        })
     };
     // Survivor metrics are judged on the runs a later run has revised (all but the
     // latest); until two of them exist, one that left survivors is not yet told from a
@@ -924,18 +944,38 @@ mod tests {
     const MIB: i64 = 1 << 20;
 
     #[test]
-    fn a_slow_function_starts_with_a_second_of_calls() {
+    fn a_slow_function_starts_with_half_a_second_of_calls() {
         // 1 ms a call: 200 calls take 0.2 s, nothing to shorten.
         assert_eq!(first_run_calls(200, 1e-3), 200);
-        // 42 ms a call (a 64 MiB buffer touched and freed): 24 calls, about a second.
-        assert_eq!(first_run_calls(200, 0.042), 24);
-        // Half a second a call: never fewer than 20 calls.
+        // 2.5 ms a call: 0.5 s, still nothing to shorten.
+        assert_eq!(first_run_calls(200, 2.5e-3), 200);
+        // 42 ms a call (a 64 MiB buffer touched and freed): 12 calls, about half a second.
+        assert_eq!(first_run_calls(200, 0.042), 12);
+        // Half a second a call: never fewer than 10 calls.
         assert_eq!(first_run_calls(200, 0.5), MIN_FIRST_RUN);
         // A small `times` is never raised to the floor.
         assert_eq!(first_run_calls(10, 0.5), 10);
         // Unknown cost: unchanged.
         assert_eq!(first_run_calls(200, 0.0), 200);
         assert_eq!(first_run_calls(200, f64::NAN), 200);
+    }
+
+    #[test]
+    fn a_slow_functions_default_warm_up_ends_after_a_tenth_of_a_second() {
+        // Fast calls: all 10.
+        assert!(!warmup_done(10, false, 9, 8e-6));
+        assert!(warmup_done(10, false, 10, 9e-6));
+        // 40 ms a call: 3 calls (the first, untimed, and two that took 80 ms)...
+        assert!(!warmup_done(10, false, 2, 0.04));
+        assert!(!warmup_done(10, false, 3, 0.08));
+        assert!(warmup_done(10, false, 4, 0.12));
+        // ...never fewer than 3, however slow.
+        assert!(!warmup_done(10, false, 2, 5.0));
+        assert!(warmup_done(10, false, 3, 5.0));
+        // A warm-up the user chose is made in full; a shorter one is not lengthened.
+        assert!(!warmup_done(10, true, 9, 5.0));
+        assert!(warmup_done(2, false, 2, 0.0));
+        assert!(warmup_done(0, false, 0, 0.0));
     }
 
     fn policy() -> Policy {

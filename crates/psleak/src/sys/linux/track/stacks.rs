@@ -74,8 +74,8 @@ const INDEX_BYTES: usize = INDEX_SLOTS * std::mem::size_of::<u32>();
 pub(crate) fn prepare() -> bool {
     locked(|s| {
         if s.stacks.is_null() {
-            let stacks = table::map(STACKS_BYTES);
-            let index = table::map(INDEX_BYTES);
+            let stacks = table::map_lazy(STACKS_BYTES);
+            let index = table::map_lazy(INDEX_BYTES);
             if stacks.is_null() || index.is_null() {
                 table::unmap(stacks, STACKS_BYTES);
                 table::unmap(index, INDEX_BYTES);
