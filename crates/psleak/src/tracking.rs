@@ -228,12 +228,20 @@ impl Tracking {
                 // Resolved lazily, innermost first, only as far as the frames are kept: the
                 // interpreter's and libc's frames below the kept ones would cost their
                 // objects' DWARF (a compressed libc debug file is inflated whole).
-                let frames = ips.into_iter().flat_map(|ip| {
-                    let r = resolved.entry(ip).or_insert_with(|| symbolizer.resolve(ip));
-                    r.iter()
-                        .map(|r| (r.frame.clone(), r.object_base))
-                        .collect::<Vec<_>>()
-                });
+                // psleak's own frames on top (the hooks) are dropped unresolved (their
+                // names would cost a symbol table of psleak's own object per report), and
+                // so are the runtime's frames where the shown part ends.
+                let shown = sys::shown(&ips);
+                let frames = ips
+                    .into_iter()
+                    .take(shown)
+                    .skip_while(|&ip| sys::is_own(ip))
+                    .flat_map(|ip| {
+                        let r = resolved.entry(ip).or_insert_with(|| symbolizer.resolve(ip));
+                        r.iter()
+                            .map(|r| (r.frame.clone(), r.object_base))
+                            .collect::<Vec<_>>()
+                    });
                 let (mut kept, own_code) = keep_frames(frames, runtime_base);
                 let caller = (token != 0).then(|| location(token)).flatten();
                 // Neither native code of its own nor a caller in the runtime's language:
@@ -304,7 +312,7 @@ fn is_entry(function: &str) -> bool {
 
 /// Most frames of the runtime kept when the allocation is the runtime's own (a leak
 /// inside the interpreter): enough to see which of its functions allocated.
-const RUNTIME_FRAMES: usize = 6;
+pub(crate) const RUNTIME_FRAMES: usize = 6;
 
 /// From a raw stack (innermost first, with each frame's object base): drops psleak's own
 /// frames at the top (the hooks, stack capture: everything up to the last hook frame), then

@@ -55,6 +55,14 @@ pub(crate) fn live_blocks() -> Vec<LiveBlock> {
     Vec::new()
 }
 
+pub(crate) fn is_own(_ip: usize) -> bool {
+    false
+}
+
+pub(crate) fn shown(ips: &[usize]) -> usize {
+    ips.len()
+}
+
 pub(crate) fn stack(_id: u16) -> Option<CapturedStack> {
     None
 }

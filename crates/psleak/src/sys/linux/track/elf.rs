@@ -107,6 +107,18 @@ impl Object {
         })
     }
 
+    /// The addresses its loaded segments span: (lowest start, highest end).
+    pub(crate) fn extent(&self) -> (usize, usize) {
+        self.phdrs()
+            .iter()
+            .filter(|p| p.p_type == libc::PT_LOAD)
+            .map(|p| {
+                let start = self.base.wrapping_add(p.p_vaddr as usize);
+                (start, start + p.p_memsz as usize)
+            })
+            .fold((usize::MAX, 0), |(lo, hi), (s, e)| (lo.min(s), hi.max(e)))
+    }
+
     /// The GNU build id (`NT_GNU_BUILD_ID` note, read from the mapped `PT_NOTE`
     /// segments): names the object's separate debug file under
     /// `/usr/lib/debug/.build-id/`.

@@ -28,6 +28,7 @@ use hooks::{REAL, SYMBOLS};
 use crate::tracking::CapturedStack;
 
 pub(crate) use hooks::{current_thread_id, paused, runtime_wrapper, set_host_location};
+pub(crate) use stacks::{is_own, shown};
 pub(crate) use symbolize::{object_of, Resolved, Symbolizer};
 pub(crate) use table::MAX_RUNS;
 
@@ -129,6 +130,27 @@ fn skipped(state: &State, object: &elf::Object) -> bool {
 /// Finds psleak's module: the object holding this function, unless it is the main program
 /// (then the Rust API is checking code linked into it, which must be hooked; psleak's own
 /// allocations there are kept out by the reentrancy guard).
+/// An address range: (start, end).
+type Range = (usize, usize);
+
+/// The address ranges of the runtime's object (holding `runtime`) and of psleak's own
+/// (unless it is the main program, which also holds the code under test), for the
+/// unwinder's early stop (see `stacks::set_bounds`).
+fn bounds(runtime: Option<usize>) -> (Option<Range>, Option<Range>) {
+    let here = own_base as *const () as usize;
+    let (mut rt, mut own, mut first) = (None, None, true);
+    elf::for_each_object(|o| {
+        if runtime.is_some_and(|r| o.contains(r)) {
+            rt = Some(o.extent());
+        }
+        if o.contains(here) && !first {
+            own = Some(o.extent());
+        }
+        first = false;
+    });
+    (rt, own)
+}
+
 fn own_base() -> usize {
     let here = own_base as *const () as usize;
     let mut base = 0;
@@ -166,6 +188,8 @@ pub(crate) fn install(runtime: Option<usize>) -> Result<(), Unavailable> {
             }
         }
         st.own_base = own_base();
+        let (rt, own) = bounds(runtime);
+        stacks::set_bounds(rt, own);
         st.allocators = [REAL[0].load(Ordering::Relaxed), runtime.unwrap_or(0)];
         // Refuse before changing anything if another tool owns an entry.
         let mut foreign: Option<(String, usize)> = None;
@@ -316,7 +340,7 @@ pub(crate) fn set_run(run: u32) {
 /// Turns stack capture on or off (stays off if the stack store cannot be mapped).
 pub(crate) fn set_capture(on: bool) {
     let on = on && paused(stacks::prepare);
-    hooks::CAPTURE.store(u32::from(on), Ordering::SeqCst);
+    hooks::CAPTURE.store(if on { hooks::next_capture() } else { 0 }, Ordering::SeqCst);
 }
 
 /// Live blocks and bytes allocated by each run, index 0 = run 1.

@@ -10,7 +10,7 @@
 //! through `_dl_find_object`, older glibc through `dl_iterate_phdr`. Cost: about a
 //! microsecond per frame, paid only during the where run (measured in `make bench`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::table;
 
@@ -108,11 +108,86 @@ extern "C" {
     fn _Unwind_GetIP(ctx: *mut libc::c_void) -> usize;
 }
 
+/// Address ranges (start, end; empty when unknown) of the runtime's object and of
+/// psleak's own, set when the hooks go in (see [`Cut`]).
+static RUNTIME: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static OWN: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// Sets the ranges [`Cut`] classifies frames by.
+pub(crate) fn set_bounds(runtime: Option<(usize, usize)>, own: Option<(usize, usize)>) {
+    for (cell, range) in [(&RUNTIME, runtime), (&OWN, own)] {
+        let (lo, hi) = range.unwrap_or((0, 0));
+        cell[0].store(lo, Ordering::Relaxed);
+        cell[1].store(hi, Ordering::Relaxed);
+    }
+}
+
+/// Whether `ip` (a return address) is in psleak's own object: the hooks' frames on top of
+/// every stack, which the report drops without resolving them.
+pub(crate) fn is_own(ip: usize) -> bool {
+    let pc = ip.wrapping_sub(1);
+    pc >= OWN[0].load(Ordering::Relaxed) && pc < OWN[1].load(Ordering::Relaxed)
+}
+
+/// Where the shown part of a stack ends, read innermost frame first: where the report's
+/// frame filter (`keep_frames` in tracking.rs) stops, at the runtime's first frame after
+/// native code (the interpreter calling the extension), or at its 7th frame when no native
+/// frame came first; frames of psleak's own (the hooks) start the count again, as they do
+/// there. The unwinder stops there (the interpreter's frames below the extension were most
+/// of a Python stack's 48, at about a microsecond each, and none was ever shown), and the
+/// report resolves no further (that one runtime frame cost the interpreter's DWARF).
+struct Cut {
+    runtime: (usize, usize),
+    own: (usize, usize),
+    /// A frame outside the runtime and psleak was met since psleak's last frame.
+    native_seen: bool,
+    /// Runtime frames met since then, with no native frame before them.
+    runtime_frames: usize,
+}
+
+impl Cut {
+    fn new() -> Cut {
+        let load = |c: &[AtomicUsize; 2]| (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed));
+        Cut {
+            runtime: load(&RUNTIME),
+            own: load(&OWN),
+            native_seen: false,
+            runtime_frames: 0,
+        }
+    }
+
+    /// Whether the frame at return address `ip`, the next one outwards, is not shown, nor
+    /// any frame after it.
+    fn ends_at(&mut self, ip: usize) -> bool {
+        // A return address points after the call: the call itself is one byte before.
+        let pc = ip.wrapping_sub(1);
+        let within = |(lo, hi): (usize, usize)| pc >= lo && pc < hi;
+        if within(self.own) {
+            self.native_seen = false;
+            self.runtime_frames = 0;
+        } else if within(self.runtime) {
+            self.runtime_frames += 1;
+            return self.native_seen || self.runtime_frames > crate::tracking::RUNTIME_FRAMES;
+        } else {
+            self.native_seen = true;
+        }
+        false
+    }
+}
+
+/// How many of a captured stack's frames (innermost first) can be shown (see [`Cut`]).
+pub(crate) fn shown(ips: &[usize]) -> usize {
+    let mut cut = Cut::new();
+    ips.iter().position(|&ip| cut.ends_at(ip)).unwrap_or(ips.len())
+}
+
 struct Walk {
     frames: [usize; MAX_FRAMES],
     len: usize,
+    cut: Cut,
 }
 
+/// One frame of the walk; it ends with the frame where the shown part ends (see [`Cut`]).
 extern "C" fn step(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
     const URC_NO_REASON: libc::c_int = 0;
     const URC_END_OF_STACK: libc::c_int = 5;
@@ -123,28 +198,32 @@ extern "C" fn step(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_in
     }
     walk.frames[walk.len] = ip;
     walk.len += 1;
+    if walk.cut.ends_at(ip) {
+        return URC_END_OF_STACK;
+    }
     URC_NO_REASON
 }
 
 /// The calling thread's name (prctl(2) `PR_GET_NAME`: at most 15 bytes and a NUL). A
 /// system call that allocates nothing.
-fn thread_name() -> [u8; 16] {
+pub(crate) fn thread_name() -> [u8; 16] {
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes to the buffer given.
     unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
     name
 }
 
-/// The current native stack, the host token and the thread `tid`, interned; returns its id.
-pub(crate) fn capture(host: u64, tid: u32) -> u16 {
+/// The current native stack, the host token, the thread `tid` and its name, interned;
+/// returns its id.
+pub(crate) fn capture(host: u64, tid: u32, thread_name: [u8; 16]) -> u16 {
     let mut walk = Walk {
         frames: [0; MAX_FRAMES],
         len: 0,
+        cut: Cut::new(),
     };
     // SAFETY: `step` matches the callback type and `walk` outlives the call.
     unsafe { _Unwind_Backtrace(step, &mut walk as *mut Walk as *mut libc::c_void) };
     let frames = &walk.frames[..walk.len];
-    let thread_name = thread_name();
     let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ host ^ (u64::from(tid) << 32);
     for &f in frames {
         hash = (hash ^ f as u64).wrapping_mul(0x0100_0000_01b3);
@@ -201,4 +280,29 @@ pub(crate) fn get(id: u16) -> Option<Stack> {
         // SAFETY: ids below s.len are initialised entries of the array.
         (id < s.len && !s.stacks.is_null()).then(|| unsafe { *s.stacks.add(id) })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shown_part_ends_where_the_report_stops_reading() {
+        // Return addresses: psleak's own at 0x1000.., the runtime's at 0x2000.., others
+        // (an extension, libc) at 0x3000...
+        set_bounds(Some((0x2000, 0x3000)), Some((0x1000, 0x2000)));
+        let (own, rt, ext) = (0x1010, 0x2010, 0x3010);
+        // hooks, the extension and libc, then the interpreter: ends at its first frame.
+        assert_eq!(shown(&[own, own, ext, ext, rt, rt, rt]), 4);
+        // The runtime's own allocation (pymalloc routed): its 6 innermost frames, then the
+        // extension that called it, then the interpreter again.
+        assert_eq!(shown(&[own, rt, rt, ext, rt, rt]), 4);
+        // No native frame at all: 6 of the runtime's frames.
+        assert_eq!(shown(&[own, rt, rt, rt, rt, rt, rt, rt, rt]), 7);
+        // A hook deeper in the stack (dlopen running a constructor) starts the count again.
+        assert_eq!(shown(&[own, ext, ext, own, ext, rt, rt]), 5);
+        // Without bounds (a program with no runtime): everything.
+        set_bounds(None, None);
+        assert_eq!(shown(&[own, rt, ext, rt]), 4);
+    }
 }
