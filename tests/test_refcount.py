@@ -347,3 +347,14 @@ def test_slow_census_is_mentioned(monkeypatch: pytest.MonkeyPatch) -> None:
     (note,) = [n for n in report.data["notes"] if n.startswith("refcount census:")]
     assert 'Checkers.exclude("refcounts") skips it' in note
     assert f"note: {note}" in report.text
+
+
+def test_type_names_survive_metatypes_that_shadow_module() -> None:
+    # Cython's _common_types_metatype gives its instances a __module__ attribute: on the
+    # metatype itself, type.__module__ then returns the descriptor, not a string.
+    class Meta(type):
+        __module__ = property(lambda self: "instances' module")  # type: ignore[assignment]
+
+    assert _refcount.type_name(Meta) == "test_type_names_survive_metatypes_that_shadow_module.<locals>.Meta"
+    assert _refcount.type_name(int) == "int"
+    assert _refcount.type_name(RefTarget) == "leakmatrix.RefTarget"

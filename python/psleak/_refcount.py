@@ -325,9 +325,20 @@ def findings(leaks: Sequence[Candidate], fun: object) -> list[dict[str, Any]]:
     return [_entry(c.obj, roles.get(id(c.obj)), sum(c.growth), sum(c.calls)) for c in leaks]
 
 
+def type_name(tp: type) -> str:
+    """``module.qualname`` of a type (``qualname`` alone for builtins). A metatype may hold
+    a descriptor for its instances' ``__module__`` where its own module would be (Cython's
+    ``_common_types_metatype``): then the qualname alone, not the descriptor's repr."""
+    module = type.__dict__["__module__"].__get__(tp)
+    qualname = type.__dict__["__qualname__"].__get__(tp)
+    if not isinstance(module, str) or module == "builtins":
+        return str(qualname)
+    return f"{module}.{qualname}"
+
+
 def _entry(obj: object, role: str | None, refs: int, calls: int) -> dict[str, Any]:
     return {
-        "type": f"{type(obj).__module__}.{type(obj).__qualname__}".removeprefix("builtins."),
+        "type": type_name(type(obj)),
         "repr": short_repr(obj),
         "role": role,
         "refs_per_call": refs / max(1, calls),

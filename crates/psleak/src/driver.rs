@@ -66,20 +66,22 @@ impl Sampler {
         })
     }
 
-    /// Heap and mmap in use, where malloc's statistics exist.
-    fn malloc_sample(&self) -> Result<Values> {
+    /// Heap and mmap in use, where malloc's statistics exist, and the arenas' size.
+    fn malloc_sample(&self) -> Result<(Values, i64)> {
         let mut v = Values::default();
+        let mut arenas = 0;
         if self.malloc {
             let m = backend::malloc_stats()?;
             v.set(Metric::Heap, m.heap_used as i64);
             v.set(Metric::Mmap, m.mmap_used as i64);
+            arenas = m.heap_total as i64;
         }
-        Ok(v)
+        Ok((v, arenas))
     }
 
     /// A sample of every metric.
     fn sample<H: Host>(&self, host: &mut H) -> Result<Values> {
-        let mut v = self.malloc_sample()?;
+        let (mut v, arenas) = self.malloc_sample()?;
         if self.uss {
             let c = backend::memory_counters()?;
             v.set(Metric::Anon, c.anon as i64);
@@ -96,6 +98,13 @@ impl Sampler {
                 v.set(m, v.get(m) - own);
             }
         }
+        // The judged vms leaves out malloc's arenas, whose part in use the heap metric
+        // judges exactly: an arena whose top creeps up with fragmentation, its use flat,
+        // made a steady +13 B/call of vms that was reported as a leak (Pillow's PNG
+        // save, 17,000 calls; standalone it creeps and falls back, +3 B/call).
+        if backend::VMS_HOLDS_HEAP {
+            v.set(Metric::Vms, v.get(Metric::Vms) - arenas);
+        }
         if let Some(b) = host.blocks() {
             v.set(Metric::Blocks, b);
         }
@@ -108,7 +117,7 @@ impl Sampler {
     /// A cheap sample for the memory budget: rss and malloc in use only (allocation
     /// tracking's own pages included: the budget counts them).
     fn quick(&self) -> Result<Values> {
-        let mut v = self.malloc_sample()?;
+        let (mut v, _) = self.malloc_sample()?;
         v.set(Metric::Rss, backend::memory_quick()?.0 as i64);
         Ok(v)
     }

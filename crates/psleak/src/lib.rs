@@ -13,7 +13,7 @@
 //! | `mmap`   | glibc `mallinfo2().hblkhd`               | private committed memory outside the heaps (`VirtualQuery`) | byte-exact (Linux), page (Windows) |
 //! | `anon`   | `RssAnon` of `/proc/self/status`: resident anonymous memory | `PrivateUsage` (private bytes, committed) | page |
 //! | `rss`    | `/proc/self/statm`                       | `WorkingSetSize`                     | page        |
-//! | `vms`    | `/proc/self/statm`                       | `PagefileUsage` (commit charge)      | page        |
+//! | `vms`    | `/proc/self/statm`, less glibc's arenas (`mallinfo2().arena`: `heap` judges them) | `PagefileUsage` (commit charge) | page |
 //! | `blocks` | a front end's counter (Python: `sys.getallocatedblocks()`) | the same       | exact       |
 //! | `native_blocks` | allocation tracking: blocks a run allocated that are still alive | not tracked | exact |
 //! | `native_bytes`  | allocation tracking: their bytes          | not tracked                          | byte-exact  |

@@ -9,6 +9,9 @@ pub(crate) const NAME: &str = "unsupported";
 pub(crate) use super::no_track as track;
 /// Asked anyway, so that a check reports the missing probe instead of skipping it.
 pub(crate) const HAS_FDS: bool = true;
+/// Whether the process's virtual size includes malloc's arenas as `heap_total` counts
+/// them (see the Linux backend): not established here, so vms is judged whole.
+pub(crate) const VMS_HOLDS_HEAP: bool = false;
 
 pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 

@@ -13,6 +13,10 @@ pub(crate) mod track;
 pub(crate) const NAME: &str = "linux";
 /// POSIX file descriptors are this OS's resource table.
 pub(crate) const HAS_FDS: bool = true;
+/// Whether the process's virtual size includes malloc's arenas as `heap_total` counts
+/// them (glibc: the main heap's brk area and each thread arena's heap), so that the
+/// judged vms can leave them out (see the driver's sampler).
+pub(crate) const VMS_HOLDS_HEAP: bool = true;
 
 pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 

@@ -36,6 +36,9 @@ pub(crate) const NAME: &str = "macos";
 /// POSIX file descriptors are this OS's resource table.
 #[cfg(target_os = "macos")]
 pub(crate) const HAS_FDS: bool = true;
+/// Whether the process's virtual size includes malloc's arenas as `heap_total` counts
+/// them (see the Linux backend): not established here, so vms is judged whole.
+pub(crate) const VMS_HOLDS_HEAP: bool = false;
 #[cfg(target_os = "macos")]
 pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 

@@ -28,6 +28,9 @@ pub(crate) const NAME: &str = "windows";
 /// Windows has no descriptor table of its own: the CRT's descriptors wrap handles, which
 /// the handle check sees.
 pub(crate) const HAS_FDS: bool = false;
+/// Whether the process's virtual size includes malloc's arenas as `heap_total` counts
+/// them (see the Linux backend): not established here, so vms is judged whole.
+pub(crate) const VMS_HOLDS_HEAP: bool = false;
 pub(crate) const HAS_HANDLES: bool = true;
 
 /// Allocation tracking: not on Windows yet (its loader binds through the import address
