@@ -95,6 +95,39 @@ def test_site_ends_at_the_python_line_calling_the_extension() -> None:
     assert sys.gettrace() is None and sys.getprofile() is None
 
 
+STRIPPED_SOURCE = r"""
+#include <stdlib.h>
+void *sink;
+int before_fn(int x) { return x * 3 + 1; }
+__attribute__((noinline)) static void hidden_leak(void) { sink = malloc(40); }
+void entry(void) { hidden_leak(); }
+"""
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+def test_a_stripped_objects_static_function_is_not_named_after_its_neighbour(tmp_path: Path) -> None:
+    # Stripped of .symtab (as wheels ship), the nearest exported symbol below a static
+    # function is another function; the site must say "??" and the offset instead.
+    import shutil
+    import subprocess
+
+    if not (shutil.which("gcc") and shutil.which("strip")):
+        pytest.skip("gcc and strip needed")
+    src, lib = tmp_path / "stripped.c", tmp_path / "libstripped.so"
+    src.write_text(STRIPPED_SOURCE)
+    subprocess.run(["gcc", "-O0", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    subprocess.run(["strip", "--strip-all", str(lib)], check=True)
+    entry = ctypes.CDLL(str(lib)).entry
+    report = psleak.check(entry, name="entry")
+    assert not report.clean
+    frames = report.data["sites"][0]["frames"]
+    ours = [f for f in frames if (f.get("object") or "").endswith("libstripped.so")]
+    assert len(ours) == 2, report.text
+    assert ours[0]["function"] in (None, "??"), report.text  # hidden_leak, no symbol left
+    assert ours[0]["offset"] is not None, report.text
+    assert ours[1]["function"] == "entry", report.text
+
+
 class _PyMemAllocatorEx(ctypes.Structure):
     _fields_ = [(name, ctypes.c_void_p) for name in ("ctx", "malloc", "calloc", "realloc", "free")]
 

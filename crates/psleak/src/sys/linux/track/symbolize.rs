@@ -77,8 +77,9 @@ impl Debug {
         }
     }
 
-    /// Function, file and line of each (inlined) frame at `probe`, innermost first.
-    fn frames(&self, probe: u64) -> Vec<(Option<String>, Option<String>, Option<u32>)> {
+    /// Function, file and line of each (inlined) frame at `probe` (runtime address `pc`),
+    /// innermost first.
+    fn frames(&self, probe: u64, pc: usize) -> Vec<(Option<String>, Option<String>, Option<u32>)> {
         let mut out = Vec::new();
         for loader in [&self.object, &self.separate].into_iter().flatten() {
             if let Ok(mut frames) = loader.find_frames(probe) {
@@ -99,14 +100,57 @@ impl Debug {
             }
             out.clear();
         }
-        // No line information: the symbol table's name.
+        // No line information: the symbol table's name, unless the address lies past the
+        // end of that symbol (a static function of a stripped object: the nearest exported
+        // symbol below it is another function, `PyInit_<module>` in a stripped extension).
         let symbol = [&self.object, &self.separate]
             .into_iter()
             .flatten()
             .find_map(|l| l.find_symbol(probe))
+            .filter(|raw| !beyond_dynamic_symbol(pc, raw))
             .map(|n| addr2line::demangle_auto(n.into(), None).into_owned());
         vec![(symbol, None, None)]
     }
+}
+
+/// Whether `pc` lies past the end of `name`, a dynamic symbol of the object holding it:
+/// the loader finds no dynamic symbol that contains `pc` (glibc's `dladdr` matches by
+/// size), yet
+/// the symbol table's nearest name below it is one of the object's dynamic symbols, which
+/// must then end before `pc`. A name the loader does not export (a `.symtab` symbol of an
+/// unstripped object, a static function) is trusted.
+#[cfg(target_env = "gnu")]
+fn beyond_dynamic_symbol(pc: usize, name: &str) -> bool {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: Dl_info is plain data; zeroes are a valid value.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables and writes `info`.
+    let found = unsafe { libc::dladdr(pc as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return false; // not in a loaded object: nothing to check against
+    }
+    if !info.dli_sname.is_null() {
+        return false; // a dynamic symbol contains pc: the loader's word is final
+    }
+    // SAFETY: dli_fname is the object's NUL-terminated path; RTLD_NOLOAD loads nothing
+    // and only takes a reference to an object already loaded, given back below.
+    let handle = unsafe { libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return false; // the main program, or an object the loader does not know by path
+    }
+    // SAFETY: a valid handle and a NUL-terminated name.
+    let addr = unsafe { libc::dlsym(handle, cname.as_ptr()) } as usize;
+    // SAFETY: the handle came from the dlopen above.
+    unsafe { libc::dlclose(handle) };
+    // The name is this object's own dynamic symbol, at or below pc: it does not contain pc.
+    addr != 0 && addr >= info.dli_fbase as usize && addr <= pc
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn beyond_dynamic_symbol(_pc: usize, _name: &str) -> bool {
+    false
 }
 
 /// Resolves return addresses, caching objects for the length of one report.
@@ -146,7 +190,7 @@ impl Symbolizer {
             Some(info.path.clone())
         };
         debug
-            .frames(probe)
+            .frames(probe, pc)
             .into_iter()
             .map(|(function, file, line)| Resolved {
                 frame: Frame {
