@@ -127,41 +127,41 @@ fn skipped(state: &State, object: &elf::Object) -> bool {
         || path.windows(6).any(|w| w == b"/ld-li")
 }
 
-/// Finds psleak's module: the object holding this function, unless it is the main program
-/// (then the Rust API is checking code linked into it, which must be hooked; psleak's own
-/// allocations there are kept out by the reentrancy guard).
 /// An address range: (start, end).
 type Range = (usize, usize);
 
-/// The address ranges of the runtime's object (holding `runtime`) and of psleak's own
-/// (unless it is the main program, which also holds the code under test), for the
-/// unwinder's early stop (see `stacks::set_bounds`).
-fn bounds(runtime: Option<usize>) -> (Option<Range>, Option<Range>) {
-    let here = own_base as *const () as usize;
-    let (mut rt, mut own, mut first) = (None, None, true);
-    elf::for_each_object(|o| {
-        if runtime.is_some_and(|r| o.contains(r)) {
-            rt = Some(o.extent());
-        }
-        if o.contains(here) && !first {
-            own = Some(o.extent());
-        }
-        first = false;
-    });
-    (rt, own)
+/// The objects the hooks and the unwinder tell apart.
+struct Objects {
+    /// psleak's module: the object holding this function, unless it is the main program
+    /// (then the Rust API is checking code linked into it, which must be hooked; psleak's
+    /// own allocations there are kept out by the reentrancy guard). Its load bias (0 when
+    /// none) and its address range.
+    own_base: usize,
+    own: Option<Range>,
+    /// The runtime's object (holding the address the front end gave), for the unwinder's
+    /// early stop (see `stacks::set_bounds`).
+    runtime: Option<Range>,
 }
 
-fn own_base() -> usize {
-    let here = own_base as *const () as usize;
-    let mut base = 0;
+fn objects(runtime: Option<usize>) -> Objects {
+    let here = objects as *const () as usize;
+    let mut out = Objects {
+        own_base: 0,
+        own: None,
+        runtime: None,
+    };
     let mut first = true;
     elf::for_each_object(|o| {
+        if runtime.is_some_and(|r| o.contains(r)) {
+            out.runtime = Some(o.extent());
+        }
         if o.contains(here) && !first {
-            base = o.base;
+            out.own_base = o.base;
+            out.own = Some(o.extent());
         }
         first = false;
     });
-    base
+    out
 }
 
 /// Whether entry `symbol` of `object` is left alone: an allocator's own mmap calls.
@@ -187,9 +187,9 @@ pub(crate) fn install(runtime: Option<usize>) -> Result<(), Unavailable> {
                 return Err(Unavailable("the kernel refused memory for the patch list".into()));
             }
         }
-        st.own_base = own_base();
-        let (rt, own) = bounds(runtime);
-        stacks::set_bounds(rt, own);
+        let objects = objects(runtime);
+        st.own_base = objects.own_base;
+        stacks::set_bounds(objects.runtime, objects.own);
         st.allocators = [REAL[0].load(Ordering::Relaxed), runtime.unwrap_or(0)];
         // Refuse before changing anything if another tool owns an entry.
         let mut foreign: Option<(String, usize)> = None;
