@@ -358,3 +358,29 @@ def test_type_names_survive_metatypes_that_shadow_module() -> None:
     assert _refcount.type_name(Meta) == "test_type_names_survive_metatypes_that_shadow_module.<locals>.Meta"
     assert _refcount.type_name(int) == "int"
     assert _refcount.type_name(RefTarget) == "leakmatrix.RefTarget"
+
+
+def test_type_names_survive_types_without_a_module() -> None:
+    # PyType_FromSpec with a name that has no dot leaves __module__ unset: reading it
+    # raises AttributeError, which must not break the report.
+    class Slot(ctypes.Structure):
+        _fields_ = [("slot", ctypes.c_int), ("pfunc", ctypes.c_void_p)]
+
+    class Spec(ctypes.Structure):
+        _fields_ = [
+            ("name", ctypes.c_char_p),
+            ("basicsize", ctypes.c_int),
+            ("itemsize", ctypes.c_int),
+            ("flags", ctypes.c_uint),
+            ("slots", ctypes.POINTER(Slot)),
+        ]
+
+    slots = (Slot * 1)(Slot(0, None))
+    spec = Spec(b"NoModule", 16, 0, 0, slots)
+    from_spec = ctypes.pythonapi.PyType_FromSpec
+    from_spec.restype = ctypes.py_object
+    from_spec.argtypes = [ctypes.POINTER(Spec)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "has no __module__ attribute"
+        tp = from_spec(ctypes.byref(spec))
+        assert _refcount.type_name(tp) == "NoModule"

@@ -511,9 +511,10 @@ def check(
             core = _psleak.run_check(
                 gate,
                 name=name or qualname(fun),
+                # Defaults are passed as None: the core may shorten them for a slow function
+                # (a warm-up of a tenth of a second, runs of half a second); a warmup_times
+                # or times the user chose is kept as it is.
                 warmup=None if k["warmup_times"] == DEFAULTS["warmup_times"] else k["warmup_times"],
-                # The default is passed as None: the core may shorten it for a slow function
-                # (about a second a run); a times the user chose is kept as it is.
                 times=None if k["times"] == DEFAULTS["times"] else k["times"],
                 retries=k["retries"],
                 tolerance=tolerance_per_metric(k["tolerance"]),

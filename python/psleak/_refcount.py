@@ -329,7 +329,10 @@ def type_name(tp: type) -> str:
     """``module.qualname`` of a type (``qualname`` alone for builtins). A metatype may hold
     a descriptor for its instances' ``__module__`` where its own module would be (Cython's
     ``_common_types_metatype``): then the qualname alone, not the descriptor's repr."""
-    module = type.__dict__["__module__"].__get__(tp)
+    try:
+        module = type.__dict__["__module__"].__get__(tp)
+    except AttributeError:  # a heap type made from a spec whose name has no module part
+        module = None
     qualname = type.__dict__["__qualname__"].__get__(tp)
     if not isinstance(module, str) or module == "builtins":
         return str(qualname)
