@@ -24,6 +24,14 @@ const NOISE_SAMPLES: usize = 3;
 /// Most allocation sites a report lists.
 const MAX_SITES: usize = 5;
 
+/// Blocks the where run's capturing part should leave at the leak's rate: enough to name
+/// its sites and their share.
+const SITE_BLOCKS: f64 = 64.0;
+
+/// Fewest calls in the where run's capturing part: a leak that comes in bursts (50 blocks
+/// on every 50th call) still shows in it.
+const MIN_LOCATE_CALLS: f64 = 50.0;
+
 /// Takes samples of the enabled metrics.
 struct Sampler {
     enabled: [bool; METRIC_COUNT],
@@ -284,21 +292,23 @@ impl<'a, H: Host> Driver<'a, H> {
     /// (the kernel reaps it after the join's futex wake-up), a socket closed by another
     /// thread may be released a moment later, and a Python thread that has finished its
     /// work still needs the GIL to exit: the host releases it while the driver waits.
+    /// Descriptors and handles are only waited for while another thread exists: only a
+    /// thread can close them, and the one running this check is not closing anything (a
+    /// leaked descriptor cost 50 ms of waiting, 5 times the check itself).
     fn leaks_after_settling(
         &mut self,
         before: &[Resource],
         mut after: Vec<Resource>,
         calls: u64,
     ) -> Res<Option<Vec<ResourceLeak>>, H::Error> {
-        let transient = |k: ResourceKind| {
-            matches!(
-                k,
-                ResourceKind::Fd
-                    | ResourceKind::Handle
-                    | ResourceKind::HeapCreate
-                    | ResourceKind::NativeThread
-                    | ResourceKind::RuntimeThread
-            )
+        // What is listed again while waiting: all but gc garbage, which cannot go away on
+        // its own and keeps its first answer.
+        let relisted = |k: ResourceKind| k != ResourceKind::GcObject;
+        let alone = backend::thread_count().is_ok_and(|n| n <= 1);
+        let transient = |k: ResourceKind| match k {
+            ResourceKind::Fd | ResourceKind::Handle | ResourceKind::HeapCreate => !alone,
+            ResourceKind::NativeThread | ResourceKind::RuntimeThread => true,
+            ResourceKind::GcObject => false,
         };
         let deadline = Instant::now() + std::time::Duration::from_millis(RESOURCE_SETTLE_MS);
         loop {
@@ -310,9 +320,7 @@ impl<'a, H: Host> Driver<'a, H> {
                 return Ok(leaks);
             }
             self.host.pause(std::time::Duration::from_millis(1));
-            // What cannot go away on its own (gc garbage) keeps its first answer; the host
-            // is asked again for the rest.
-            after.retain(|r| !transient(r.kind));
+            after.retain(|r| !relisted(r.kind));
             self.host
                 .resources(Phase::Recheck, &mut after)
                 .map_err(CheckError::Host)?;
@@ -530,9 +538,11 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 
     /// The where run, once a leak is confirmed: `times` calls with stack capture on (run
-    /// A), then four times as many with capture off, at most as many as the longest run
-    /// (run B, so that A's blocks that a cache or a flush would free get the chance: the
-    /// leak itself is already confirmed, B only keeps a cache's blocks out of the sites),
+    /// A; fewer when the leak's block rate leaves [`SITE_BLOCKS`] blocks sooner, never
+    /// fewer than [`MIN_LOCATE_CALLS`]), then four times `times` with capture off, at most
+    /// as many as the longest run (run B, so that A's blocks that a cache or a flush would
+    /// free get the chance: the leak itself is already confirmed, B only keeps a cache's
+    /// blocks out of the sites),
     /// settle, and group A's survivors by stack. Both are shortened so that the leak, at
     /// the rate found, adds at most a quarter of the memory budget.
     fn locate(
@@ -549,8 +559,15 @@ impl<'a, H: Host> Driver<'a, H> {
             .fold(1.0f64, f64::max);
         let room = (self.check.memory_budget / 4) as f64 / rate;
         let longest = runs.iter().map(|r| r.calls).max().unwrap_or(times);
-        let a = (times as f64).min(room).max(1.0) as u64;
-        let b = (longest.min(a.saturating_mul(4)) as f64)
+        // Run A needs only enough calls to leave SITE_BLOCKS blocks at the rate found: every
+        // allocation it makes, the runtime's too, pays for an unwind.
+        let enough = findings
+            .iter()
+            .filter(|f| matches!(f.metric, Metric::NativeBlocks | Metric::Blocks) && f.per_call > 0.0)
+            .map(|f| (SITE_BLOCKS / f.per_call).ceil().max(MIN_LOCATE_CALLS))
+            .fold(times as f64, f64::min);
+        let a = (times as f64).min(enough).min(room).max(1.0) as u64;
+        let b = (longest.min(times.saturating_mul(4)) as f64)
             .min(room - a as f64)
             .max(0.0) as u64;
         let run_a = runs.len() as u32 + 1;

@@ -282,9 +282,17 @@ const PAGE_FLOOR_PAGES: i64 = 16;
 /// Growth per run below which a page-granular metric is not even a trend: 2 pages.
 const PAGE_TREND_PAGES: i64 = 2;
 
-/// A run this short (seconds) is cheap: a suspected leak is confirmed over more calls
-/// before it is reported, when that also keeps far within the budget.
+/// A run this short (seconds) is cheap: runs may go on doubling past the usual cap, when
+/// that also keeps far within the budget.
 const CHEAP_RUN_SECONDS: f64 = 0.25;
+
+/// A leak whose confirming runs took less than this (seconds) is confirmed over two more
+/// runs, about four times as many calls again, before it is reported: so that a cache or
+/// a buffer that fills for a few thousand calls is seen to stop. Those runs cost about
+/// twice the streak's time, 0.2 s at most; a function slow enough to make them cost more
+/// (one that starts a thread, 60 us a call: half a second) is reported without them, as
+/// for any function past this bound.
+const CHEAP_CONFIRM_SECONDS: f64 = 0.1;
 
 /// Longest a first run of the default size should take, seconds: 200 calls of a function
 /// that takes 40 ms are 8 s a run and 16 s for the two runs that make a clean verdict.
@@ -648,7 +656,7 @@ fn judge_tail(policy: &Policy, runs: &[Run], m: Metric, s: &Streak, judge: Judge
             // Cheap calls far within the budget: confirm over more calls, so that a buffer
             // that doubles up to a few MiB and is then reused is seen to stop.
             let footprint: i64 = runs.iter().map(|r| r.growth.footprint().max(0)).sum();
-            let cheap = s.seconds < 2.0 * CHEAP_RUN_SECONDS && footprint < policy.budget() / 8;
+            let cheap = s.seconds < CHEAP_CONFIRM_SECONDS && footprint < policy.budget() / 8;
             let needed = if cheap {
                 (needed + 2).min(policy.retries)
             } else {
@@ -1443,6 +1451,24 @@ mod tests {
         // A real leak of the same rate is still found.
         let (d, runs) = simulate_runs(&policy(), CHEAP, |_, n| heap_run(n, 1024 * n as i64, 0));
         assert_eq!(leak_metric(&d), Some(Metric::Heap), "{runs:?}");
+    }
+
+    #[test]
+    fn a_slow_functions_leak_is_confirmed_without_the_two_extra_runs() {
+        // One block of 80 B left per call. At 1 us a call the leak is confirmed over two
+        // more runs (four times the calls again); at 60 us a call (a thread started per
+        // call) those runs would cost half a second, and are not made.
+        let leak = |_: u64, n: u64| {
+            let mut v = Values::default();
+            v.set(Metric::NativeBlocks, n as i64);
+            v.set(Metric::NativeBytes, 80 * n as i64);
+            Run::new(n, v)
+        };
+        let (d, cheap) = simulate_runs(&policy(), CHEAP, leak);
+        assert_eq!(leak_metric(&d), Some(Metric::NativeBytes), "{cheap:?}");
+        let (d, slow) = simulate_runs(&policy(), 60e-6, leak);
+        assert_eq!(leak_metric(&d), Some(Metric::NativeBytes), "{slow:?}");
+        assert_eq!(slow.len() + 2, cheap.len(), "{slow:?} {cheap:?}");
     }
 
     #[test]
