@@ -177,10 +177,11 @@ def test_sites_name_the_threads_that_allocated() -> None:
     assert site["thread_count"] == 1, worker.text
     assert [t["name"] for t in site["threads"]] == ["lm-site-worker"], worker.text
     assert f"in thread 'lm-site-worker' (tid {site['threads'][0]['tid']})" in worker.text
-    # A thread per call: counted (one per call of the where run), a few listed.
+    # A thread per call: counted (one per call of the where run's capturing part: 64 at a
+    # block per call, never fewer than 50), a few listed.
     per_call = psleak.check(leakmatrix.by_name("leak_site_thread").fun)
     site = per_call.data["sites"][0]
-    assert site["thread_count"] >= 100, per_call.text
+    assert site["thread_count"] >= 50, per_call.text
     assert 1 <= len(site["threads"]) <= 4, per_call.text
     assert f"in {site['thread_count']} threads (" in per_call.text
     # The checking thread's own allocations say nothing of threads.

@@ -232,18 +232,27 @@ impl Tracking {
                 // names would cost a symbol table of psleak's own object per report), and
                 // so are the runtime's frames where the shown part ends.
                 let shown = sys::shown(&ips);
-                let frames = ips
+                let ips: Vec<usize> = ips
                     .into_iter()
                     .take(shown)
                     .skip_while(|&ip| sys::is_own(ip))
-                    .flat_map(|ip| {
-                        let r = resolved.entry(ip).or_insert_with(|| symbolizer.resolve(ip));
-                        r.iter()
-                            .map(|r| (r.frame.clone(), r.object_base))
-                            .collect::<Vec<_>>()
-                    });
-                let (mut kept, own_code) = keep_frames(frames, runtime_base);
+                    .collect();
                 let caller = (token != 0).then(|| location(token)).flatten();
+                // The runtime's own bookkeeping (every frame in the runtime, no caller in its
+                // language) is dropped below; known by address, it is not even resolved
+                // (the interpreter's DWARF, for an entry the runtime added to a cache).
+                if caller.is_none() && ips.iter().all(|&ip| sys::in_runtime(ip)) {
+                    continue;
+                }
+                let frames = ips.into_iter().flat_map(|ip| {
+                    let r = resolved
+                        .entry(ip)
+                        .or_insert_with(|| symbolizer.resolve(ip, &|name| !is_entry(name)));
+                    r.iter()
+                        .map(|r| (r.frame.clone(), r.object_base))
+                        .collect::<Vec<_>>()
+                });
+                let (mut kept, own_code) = keep_frames(frames, runtime_base);
                 // Neither native code of its own nor a caller in the runtime's language:
                 // the runtime's (or psleak's) own bookkeeping, not the function's.
                 if !own_code && caller.is_none() {

@@ -59,6 +59,10 @@ pub(crate) fn is_own(_ip: usize) -> bool {
     false
 }
 
+pub(crate) fn in_runtime(_ip: usize) -> bool {
+    false
+}
+
 pub(crate) fn shown(ips: &[usize]) -> usize {
     ips.len()
 }
@@ -87,7 +91,7 @@ pub(crate) struct Symbolizer {
 }
 
 impl Symbolizer {
-    pub(crate) fn resolve(&mut self, _ip: usize) -> Vec<Resolved> {
+    pub(crate) fn resolve(&mut self, _ip: usize, _lines: &dyn Fn(&str) -> bool) -> Vec<Resolved> {
         Vec::new()
     }
 }

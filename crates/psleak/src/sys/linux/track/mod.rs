@@ -28,7 +28,7 @@ use hooks::{REAL, SYMBOLS};
 use crate::tracking::CapturedStack;
 
 pub(crate) use hooks::{current_thread_id, paused, runtime_wrapper, set_host_location};
-pub(crate) use stacks::{is_own, shown};
+pub(crate) use stacks::{in_runtime, is_own, shown};
 pub(crate) use symbolize::{object_of, Resolved, Symbolizer};
 pub(crate) use table::MAX_RUNS;
 

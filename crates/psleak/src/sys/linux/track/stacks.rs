@@ -125,8 +125,17 @@ pub(crate) fn set_bounds(runtime: Option<(usize, usize)>, own: Option<(usize, us
 /// Whether `ip` (a return address) is in psleak's own object: the hooks' frames on top of
 /// every stack, which the report drops without resolving them.
 pub(crate) fn is_own(ip: usize) -> bool {
+    within(&OWN, ip)
+}
+
+/// Whether `ip` (a return address) is in the runtime's object (the interpreter).
+pub(crate) fn in_runtime(ip: usize) -> bool {
+    within(&RUNTIME, ip)
+}
+
+fn within(range: &[AtomicUsize; 2], ip: usize) -> bool {
     let pc = ip.wrapping_sub(1);
-    pc >= OWN[0].load(Ordering::Relaxed) && pc < OWN[1].load(Ordering::Relaxed)
+    pc >= range[0].load(Ordering::Relaxed) && pc < range[1].load(Ordering::Relaxed)
 }
 
 /// Where the shown part of a stack ends, read innermost frame first: where the report's

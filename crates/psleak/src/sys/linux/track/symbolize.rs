@@ -10,9 +10,10 @@
 //! named too; a symboliser that lists the objects once per process would miss it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use addr2line::Loader;
+use object::Object;
 
 use super::elf;
 use crate::tracking::Frame;
@@ -53,35 +54,85 @@ pub(crate) fn object_of(addr: usize) -> Option<(String, usize)> {
     find_object(addr).map(|o| (o.path, o.bias))
 }
 
-/// The object file and its separate debug file, opened once per report.
+/// The object file and its separate debug file, each read only as far as a report needs:
+/// the symbol tables for names, the DWARF only for a frame whose file and line are shown.
+/// Opening a DWARF reader inflates every compressed debug section of the file: 50-90 ms
+/// for a Debian libc debug file, paid for nothing when the only libc frames are a thread's
+/// entry (`start_thread`, `clone3`) that the report drops.
 struct Debug {
-    object: Option<Loader>,
-    separate: Option<Loader>,
+    path: PathBuf,
+    separate_path: Option<PathBuf>,
+    symbols: Option<Option<Symbols>>,
+    loaders: Option<[Option<Loader>; 2]>,
 }
 
 impl Debug {
-    fn open(info: &ObjectInfo) -> Debug {
+    fn new(info: &ObjectInfo) -> Debug {
         let path = if info.path.is_empty() {
             PathBuf::from("/proc/self/exe")
         } else {
             PathBuf::from(&info.path)
         };
-        let separate = info.build_id.as_ref().filter(|id| id.len() > 1).and_then(|id| {
+        let separate_path = info.build_id.as_ref().filter(|id| id.len() > 1).map(|id| {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            let file = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
-            Loader::new(file).ok()
+            PathBuf::from(format!(
+                "/usr/lib/debug/.build-id/{}/{}.debug",
+                &hex[..2],
+                &hex[2..]
+            ))
         });
         Debug {
-            object: Loader::new(path).ok(),
-            separate,
+            path,
+            separate_path,
+            symbols: None,
+            loaders: None,
         }
     }
 
+    /// The DWARF readers of the object and of its separate debug file, opened on first use.
+    fn loaders(&mut self) -> &[Option<Loader>; 2] {
+        let (path, separate) = (&self.path, &self.separate_path);
+        self.loaders.get_or_insert_with(|| {
+            [
+                Loader::new(path).ok(),
+                separate.as_ref().and_then(|p| Loader::new(p).ok()),
+            ]
+        })
+    }
+
+    /// The symbol-table name at `probe`, without reading any DWARF: from the separate
+    /// debug file's full table when there is one (a stripped object keeps only its
+    /// exported names), else the object's own.
+    fn symbol(&mut self, probe: u64) -> Option<String> {
+        let (path, separate) = (&self.path, &self.separate_path);
+        self.symbols
+            .get_or_insert_with(|| {
+                separate
+                    .as_ref()
+                    .and_then(|p| Symbols::read(p))
+                    .or_else(|| Symbols::read(path))
+            })
+            .as_ref()?
+            .get(probe)
+    }
+
     /// Function, file and line of each (inlined) frame at `probe` (runtime address `pc`),
-    /// innermost first.
-    fn frames(&self, probe: u64, pc: usize) -> Vec<(Option<String>, Option<String>, Option<u32>)> {
+    /// innermost first; `lines` says, from the symbol-table name, whether the frame's file
+    /// and line are wanted (a thread's entry is dropped by the report: its name is enough).
+    fn frames(
+        &mut self,
+        probe: u64,
+        pc: usize,
+        lines: &dyn Fn(&str) -> bool,
+    ) -> Vec<(Option<String>, Option<String>, Option<u32>)> {
+        if let Some(name) = self.symbol(probe) {
+            if !lines(&name) {
+                return vec![(Some(name), None, None)];
+            }
+        }
         let mut out = Vec::new();
-        for loader in [&self.object, &self.separate].into_iter().flatten() {
+        let loaders = self.loaders();
+        for loader in loaders.iter().flatten() {
             if let Ok(mut frames) = loader.find_frames(probe) {
                 while let Ok(Some(f)) = frames.next() {
                     let function = f
@@ -103,13 +154,81 @@ impl Debug {
         // No line information: the symbol table's name, unless the address lies past the
         // end of that symbol (a static function of a stripped object: the nearest exported
         // symbol below it is another function, `PyInit_<module>` in a stripped extension).
-        let symbol = [&self.object, &self.separate]
-            .into_iter()
+        let symbol = loaders
+            .iter()
             .flatten()
             .find_map(|l| l.find_symbol(probe))
             .filter(|raw| !beyond_dynamic_symbol(pc, raw))
             .map(|n| addr2line::demangle_auto(n.into(), None).into_owned());
         vec![(symbol, None, None)]
+    }
+}
+
+/// A symbol table as (address, name) pairs sorted by address: the `.symtab` of an object,
+/// or its `.dynsym` when stripped. Names are demangled when looked up.
+struct Symbols(Vec<(u64, String)>);
+
+impl Symbols {
+    fn read(path: &Path) -> Option<Symbols> {
+        let data = Mapped::open(path)?;
+        let file = object::File::parse(data.bytes()).ok()?;
+        let map = file.symbol_map();
+        let symbols: Vec<(u64, String)> = map
+            .symbols()
+            .iter()
+            .map(|s| (s.address(), s.name().to_string()))
+            .collect();
+        (!symbols.is_empty()).then_some(Symbols(symbols))
+    }
+
+    /// The name of the last symbol at or below `probe` (as `addr2line` finds it).
+    fn get(&self, probe: u64) -> Option<String> {
+        let i = self.0.partition_point(|(a, _)| *a <= probe);
+        let raw = &self.0[i.checked_sub(1)?].1;
+        Some(addr2line::demangle_auto(raw.as_str().into(), None).into_owned())
+    }
+}
+
+/// A file mapped read-only, unmapped on drop.
+struct Mapped {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path) -> Option<Mapped> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path).ok()?;
+        let len = usize::try_from(file.metadata().ok()?.len())
+            .ok()
+            .filter(|&n| n > 0)?;
+        // SAFETY: a fresh private read-only mapping of an open file; the kernel picks the
+        // address. The file may be closed once it is mapped.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        (addr != libc::MAP_FAILED).then_some(Mapped { addr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes are mapped at `addr` until drop.
+        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, unmapped once.
+        unsafe {
+            libc::munmap(self.addr, self.len);
+        }
     }
 }
 
@@ -160,8 +279,10 @@ pub(crate) struct Symbolizer {
 }
 
 impl Symbolizer {
-    /// The frames at return address `ip`, innermost (inlined) first.
-    pub(crate) fn resolve(&mut self, ip: usize) -> Vec<Resolved> {
+    /// The frames at return address `ip`, innermost (inlined) first. `lines` says, from the
+    /// frame's symbol-table name, whether its file and line are wanted: a frame the report
+    /// drops (a thread's entry) is named without reading DWARF.
+    pub(crate) fn resolve(&mut self, ip: usize, lines: &dyn Fn(&str) -> bool) -> Vec<Resolved> {
         // A return address points after the call; the call's own line is one byte before.
         let pc = ip.saturating_sub(1);
         let Some(info) = find_object(pc) else {
@@ -181,7 +302,7 @@ impl Symbolizer {
         let debug = self
             .debug
             .entry(info.path.clone())
-            .or_insert_with(|| Debug::open(&info));
+            .or_insert_with(|| Debug::new(&info));
         let object = if info.path.is_empty() {
             std::fs::read_link("/proc/self/exe")
                 .ok()
@@ -190,7 +311,7 @@ impl Symbolizer {
             Some(info.path.clone())
         };
         debug
-            .frames(probe, pc)
+            .frames(probe, pc, lines)
             .into_iter()
             .map(|(function, file, line)| Resolved {
                 frame: Frame {
@@ -204,5 +325,44 @@ impl Symbolizer {
                 object_base: info.bias,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use super::*;
+
+    #[test]
+    fn a_frame_whose_lines_are_not_wanted_is_named_without_reading_dwarf() {
+        let pc = libc::strdup as *const () as usize;
+        let info = find_object(pc).unwrap();
+        let probe = (pc - info.bias) as u64;
+        let mut debug = Debug::new(&info);
+        let frames = debug.frames(probe, pc, &|_| false);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        let (name, file, line) = &frames[0];
+        assert!(
+            name.as_deref().is_some_and(|n| n.contains("strdup")),
+            "{frames:?}"
+        );
+        assert_eq!((file, line), (&None, &None));
+        assert!(debug.loaders.is_none(), "a DWARF reader was opened");
+        // Wanted, the lines are looked for (and the readers opened).
+        let frames = debug.frames(probe, pc, &|_| true);
+        assert!(frames
+            .iter()
+            .any(|(n, _, _)| n.as_deref().is_some_and(|n| n.contains("strdup"))));
+        assert!(debug.loaders.is_some());
+    }
+
+    #[test]
+    fn symbols_name_the_last_symbol_at_or_below_an_address() {
+        let s = Symbols(vec![(0x10, "helper".into()), (0x20, "_ZN3foo3barEv".into())]);
+        assert_eq!(s.get(0x8), None);
+        assert_eq!(s.get(0x10).as_deref(), Some("helper"));
+        assert_eq!(s.get(0x1f).as_deref(), Some("helper"));
+        assert_eq!(s.get(0x25).as_deref(), Some("foo::bar()"));
     }
 }
