@@ -866,8 +866,26 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
     // latest); until two of them exist, one that left survivors is not yet told from a
     // leak, and the function is not called clean.
     let aged = &runs[..runs.len() - 1];
+    // Heap growth that the survivors explain is no trend of its own either: the survivors
+    // are judged for it, exactly (psutil's net_connections() under PYTHONMALLOC=malloc:
+    // a cache filling in bursts of 8-88 blocks a run whatever its length, which the heap,
+    // 20 and then 40 calls a run, showed as a trend for 7 runs).
+    let explained: Vec<Run> = runs
+        .iter()
+        .map(|r| {
+            let mut r = *r;
+            r.growth.set(Metric::Heap, unexplained(Metric::Heap, &r));
+            r
+        })
+        .collect();
     let trending = Metric::ALL.into_iter().any(|m| {
-        let over = if m.is_survivors() { aged } else { runs };
+        let over = if m.is_survivors() {
+            aged
+        } else if m == Metric::Heap {
+            &explained
+        } else {
+            runs
+        };
         let s = streak(policy, over, m);
         judge_streak(policy, over, m, &s, Judge::Trend).is_some()
     });
@@ -1546,6 +1564,47 @@ mod tests {
         );
         assert_eq!(d, Decision::Clean, "{runs:?}");
         assert!(runs.len() <= 4, "{runs:?}");
+    }
+
+    /// Drives the engine with runs whose survivors come from `blocks(run_index)` blocks of
+    /// 67 B, and whose heap grows by those blocks plus `extra(calls)` bytes the survivors do
+    /// not explain.
+    fn simulate_heap_and_survivors(
+        blocks: impl Fn(usize) -> i64,
+        extra: impl Fn(u64) -> i64,
+    ) -> (Decision, Vec<Run>) {
+        let mut p = policy();
+        p.times = 20;
+        p.retries = 30;
+        let mut runs: Vec<Run> = Vec::new();
+        loop {
+            match decide(&p, &runs) {
+                Decision::Continue { calls } => {
+                    let n = blocks(runs.len());
+                    let mut v = Values::default();
+                    v.set(Metric::NativeBlocks, n);
+                    v.set(Metric::NativeBytes, 67 * n);
+                    v.set(Metric::Heap, (67 + HEADER_BYTES) * n + extra(calls));
+                    runs.push(Run::new(calls, v));
+                    assert!(runs.len() <= 30, "the engine does not stop");
+                }
+                d => return (d, runs),
+            }
+        }
+    }
+
+    #[test]
+    fn heap_growth_the_survivors_explain_is_no_trend_of_its_own() {
+        // psutil's net_connections() (20 calls a run): a cache filling in bursts of 88, 30,
+        // 71, 8, 27 blocks, whatever the run's length; the heap grows by just those blocks,
+        // and its runs of 40 and 80 calls, read as a trend, kept the runs going for 7 runs.
+        let bursts = |i: usize| [88, 30, 71, 8, 27, 1, 6][i.min(6)];
+        let (d, runs) = simulate_heap_and_survivors(bursts, |_| 0);
+        assert_eq!(d, Decision::Clean, "{runs:?}");
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        // Heap growth beside them that they do not explain, 48 B a call, is still a leak.
+        let (d, runs) = simulate_heap_and_survivors(bursts, |c| 48 * c as i64);
+        assert_eq!(leak_metric(&d), Some(Metric::Heap), "{runs:?}");
     }
 
     #[test]
