@@ -140,6 +140,38 @@ def test_a_stripped_objects_static_function_is_not_named_after_its_neighbour(tmp
     assert ours[1]["function"] == "entry", report.text
 
 
+CTYPES_SOURCE = r"""
+#include <stdlib.h>
+void *sink;
+void leaks_through_ctypes(void) { sink = malloc(48); }
+"""
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+def test_a_c_function_called_through_ctypes_ends_its_site_at_the_python_caller(tmp_path: Path) -> None:
+    # libffi's and _ctypes' frames between the C function and the Python line are glue.
+    import shutil
+    import subprocess
+
+    if not shutil.which("gcc"):
+        pytest.skip("gcc needed")
+    src, lib = tmp_path / "viactypes.c", tmp_path / "libviactypes.so"
+    src.write_text(CTYPES_SOURCE)
+    subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    fun = ctypes.CDLL(str(lib)).leaks_through_ctypes
+
+    def python_caller() -> None:
+        fun()
+
+    report = psleak.check(python_caller)
+    assert not report.clean, report.text
+    frames = report.data["sites"][0]["frames"]
+    assert frames[0]["function"] == "leaks_through_ctypes", report.text
+    assert Path(frames[0]["file"]).name == "viactypes.c", report.text
+    assert frames[-1]["python"] and frames[-1]["file"] == __file__, report.text
+    assert len(frames) == 2, report.text  # nothing of libffi or _ctypes between them
+
+
 class _PyMemAllocatorEx(ctypes.Structure):
     _fields_ = [(name, ctypes.c_void_p) for name in ("ctx", "malloc", "calloc", "realloc", "free")]
 

@@ -304,6 +304,19 @@ fn is_psleak(function: &str) -> bool {
     f.starts_with("psleak::") || f.starts_with("_psleak::") || f.starts_with("psleak_python::")
 }
 
+/// Whether an object is foreign-function glue between the runtime and the C code it calls:
+/// libffi (the system's, or a copy a wheel bundles as `libffi-<hash>.so`) and the modules
+/// that drive it (`_ctypes`, cffi's `_cffi_backend`). A C function called through ctypes or
+/// cffi is the code under test; the glue frames below it said nothing the Python caller's
+/// line does not (three of libffi, then `_ctypes_callproc` and its callers).
+fn is_glue(object: &str) -> bool {
+    let file = object.rsplit(['/', '\\']).next().unwrap_or(object);
+    file.starts_with("libffi.")
+        || file.starts_with("libffi-")
+        || file.starts_with("_ctypes.")
+        || file.starts_with("_cffi_backend.")
+}
+
 /// Frames that start a thread or a program: they say nothing about the allocation.
 fn is_entry(function: &str) -> bool {
     matches!(
@@ -326,7 +339,8 @@ pub(crate) const RUNTIME_FRAMES: usize = 6;
 /// From a raw stack (innermost first, with each frame's object base): drops psleak's own
 /// frames at the top (the hooks, stack capture: everything up to the last hook frame), then
 /// keeps the frames of the code under test, and stops at psleak's driver, at a thread's
-/// entry, or where the stack enters the runtime (`runtime_base`) after leaving it. Also
+/// entry, or where the stack enters the runtime (`runtime_base`) or foreign-function glue
+/// ([`is_glue`]) after leaving it. Also
 /// says whether any kept frame is outside the runtime (native code under test). Consumes
 /// `frames` only as far as it keeps them, so that a lazy stack resolves no more.
 fn keep_frames(
@@ -355,6 +369,10 @@ fn keep_frames(
         }
         hooked = true;
         if is_psleak(&n) || is_entry(&n) {
+            break;
+        }
+        // Below native code, glue calling it ends the kept part as the runtime does.
+        if native_seen && f.object.as_deref().is_some_and(is_glue) {
             break;
         }
         let in_runtime = runtime_base.is_some_and(|b| b == base);
@@ -419,6 +437,47 @@ mod tests {
             (f("_PyEval_EvalFrameDefault"), 3),
         ];
         assert_eq!(names(&keep_frames(raw, Some(3)).0), ["leaky_function"]);
+    }
+
+    #[test]
+    fn ffi_glue_below_the_code_under_test_is_cut() {
+        let on = |name: &str, object: &str| Frame {
+            object: Some(object.into()),
+            ..f(name)
+        };
+        let raw = vec![
+            (f("psleak::sys::linux::track::hooks::malloc"), 1),
+            (on("operator new(unsigned long)", "/lib/libstdc++.so.6"), 4),
+            (on("cpp_new_leak", "/tmp/libleaky.so"), 2),
+            (on("ffi_call", "/lib/x86_64-linux-gnu/libffi.so.8"), 5),
+            (
+                on(
+                    "_ctypes_callproc",
+                    "/py/lib-dynload/_ctypes.cpython-311-x86_64-linux-gnu.so",
+                ),
+                6,
+            ),
+            (f("_PyEval_EvalFrameDefault"), 3),
+        ];
+        let (kept, own_code) = keep_frames(raw, Some(3));
+        assert_eq!(names(&kept), ["operator new(unsigned long)", "cpp_new_leak"]);
+        assert!(own_code);
+        // cffi's module and a libffi copy bundled by a wheel are glue too.
+        assert!(is_glue(
+            "/site-packages/_cffi_backend.cpython-311-x86_64-linux-gnu.so"
+        ));
+        assert!(is_glue("/site-packages/cffi.libs/libffi-40e64bc8.so.8.1.2"));
+        assert!(!is_glue("/usr/lib/libffitest.so") && !is_glue("/tmp/libleaky.so"));
+        // A leak inside the glue itself (no native frame above it) keeps its frames.
+        let raw = vec![
+            (f("psleak::sys::linux::track::hooks::malloc"), 1),
+            (on("_ctypes_alloc_format_string", "/py/_ctypes.cpython-311.so"), 6),
+            (f("_PyEval_EvalFrameDefault"), 3),
+        ];
+        assert_eq!(
+            names(&keep_frames(raw, Some(3)).0),
+            ["_ctypes_alloc_format_string"]
+        );
     }
 
     #[test]
