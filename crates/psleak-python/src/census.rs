@@ -166,7 +166,13 @@ impl Types {
 /// How deep untracked containers are entered (a tuple of tuples of atoms is untracked too).
 const MAX_UNTRACKED_DEPTH: u32 = 4;
 
-const MIN_COMPACT: usize = 1 << 16;
+/// Referents recorded before `out` is first sorted and deduplicated on the way: 4M entries
+/// (64 MiB). [`Referents::recent`] already drops most repeats as they are met, so a heap of
+/// a million objects (3M entries) is sorted once, at the end: compacting from 64K entries
+/// on, doubling, sorted the same entries again and again (a third of the census's time)
+/// and raised the peak with each sort's scratch. Past this, repeats the recent-cache
+/// missed are dropped as before, so that memory stays bounded by the distinct objects.
+const MIN_COMPACT: usize = 1 << 22;
 
 /// Queued referents that make [`take`] stop and read them (see `Referents::pending`).
 const DRAIN_AT: usize = 4096;
