@@ -13,6 +13,7 @@ import gc
 import json
 import linecache
 import logging
+import math
 import os
 import sys
 import threading
@@ -617,6 +618,11 @@ def _native_code_explains(data: dict[str, Any]) -> bool:
 # Longest one of tracemalloc's windows should take, seconds (see allocation_sites).
 WINDOW_SECONDS = 0.25
 
+# Blocks a tracemalloc window should see at the leak's block rate, and the fewest calls it
+# makes (see allocation_sites).
+WINDOW_BLOCKS = 32
+MIN_WINDOW_CALLS = 20
+
 
 def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
     """Where a leak found by the core allocates: calls ``fun`` again under ``tracemalloc``
@@ -629,7 +635,10 @@ def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3)
     raw C ``malloc``: for those the list is empty. Skipped when tracemalloc is already
     tracing (the caller's own measurement is not disturbed). The calls, two windows of up
     to 200, are sized to stay within a quarter of the memory budget and, for a slow
-    function, to a quarter of a second each.
+    function, to a quarter of a second each; when the leak's block rate is known, to the
+    calls that leave 32 of its blocks (at least 20): under tracemalloc every allocation of
+    the calls is traced, and 400 calls of a function making 200 allocations cost half the
+    check.
     """
     if tracemalloc.is_tracing():
         return []
@@ -642,6 +651,15 @@ def allocation_sites(fun: Callable[[], Any], data: dict[str, Any], top: int = 3)
     seconds_per_call = float(data.get("seconds") or 0.0) / max(1, int(data.get("total_calls") or 0))
     if seconds_per_call > 0:
         calls = min(calls, max(10, int(WINDOW_SECONDS / seconds_per_call)))
+    # A site is reported when it grew by half a block a call or more in both windows: a
+    # window of 32 blocks at the fastest rate found shows every such site.
+    block_rates = [
+        float(f["per_call"])
+        for f in data["outcome"]["findings"]
+        if f["metric"] in ("blocks", "native_blocks") and float(f["per_call"]) > 0
+    ]
+    if block_rates:
+        calls = min(calls, max(MIN_WINDOW_CALLS, math.ceil(WINDOW_BLOCKS / max(block_rates))))
     # tracemalloc's and linecache's own allocations are left out after comparing, by the
     # innermost frame of each traceback (what a Filter matches): filtering every trace of
     # every snapshot with fnmatch cost more than the calls.

@@ -573,10 +573,13 @@ impl<'a, H: Host> Driver<'a, H> {
         let run_a = runs.len() as u32 + 1;
         self.settle()?;
         self.host.locate(true);
+        // One call with the host's locator on and nothing recorded: what the locator makes
+        // the runtime build once (CPython gives every code object it traces a line table)
+        // is not the function's, and would otherwise show as sites of A's survivors.
+        let mut result = self.call();
         tracking.set_capture(true);
         tracking.set_run(run_a);
         let mut made = 0;
-        let mut result = Ok(());
         while made < a && result.is_ok() {
             result = self.call();
             made += 1;

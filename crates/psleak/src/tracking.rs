@@ -258,6 +258,12 @@ impl Tracking {
                 if !own_code && caller.is_none() {
                     continue;
                 }
+                // An object the runtime made for a line of its own language: the line says
+                // where, and the innermost few of the runtime's frames which object (the
+                // rest was its evaluation loop, six frames of it).
+                if !own_code {
+                    kept.truncate(RUNTIME_FRAMES_UNDER_CALLER);
+                }
                 kept.extend(caller);
                 let e = by_frames.entry(kept).or_default();
                 e.0 += n;
@@ -335,6 +341,11 @@ fn is_entry(function: &str) -> bool {
 /// Most frames of the runtime kept when the allocation is the runtime's own (a leak
 /// inside the interpreter): enough to see which of its functions allocated.
 pub(crate) const RUNTIME_FRAMES: usize = 6;
+
+/// Of those, the frames kept when a line of the runtime's language made the allocation:
+/// what kind of object it was (`PyByteArray_Resize`, `bytearray___init___impl`), the line
+/// saying where.
+const RUNTIME_FRAMES_UNDER_CALLER: usize = 3;
 
 /// From a raw stack (innermost first, with each frame's object base): drops psleak's own
 /// frames at the top (the hooks, stack capture: everything up to the last hook frame), then
