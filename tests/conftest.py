@@ -5,6 +5,7 @@ their C code with the host's gcc, read Linux probes, or start many interpreters.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -27,10 +28,17 @@ collect_ignore = (
 )
 
 
+# Python objects in pymalloc's arenas, counted by the `blocks` metric. Under
+# PYTHONMALLOC=malloc (as the benchmarks run) they are plain malloc blocks, tracked and
+# judged as native ones: tests marked `pymalloc` check what only pymalloc shows.
+PYMALLOC = os.environ.get("PYTHONMALLOC", "") in ("", "pymalloc", "pymalloc_debug")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not WINDOWS:
-        return
-    skip = pytest.mark.skip(reason="POSIX only (file descriptors, LD_PRELOAD)")
+    posix = pytest.mark.skip(reason="POSIX only (file descriptors, LD_PRELOAD)")
+    pymalloc = pytest.mark.skip(reason="counts pymalloc's blocks: PYTHONMALLOC is set")
     for item in items:
-        if "posix" in item.keywords:
-            item.add_marker(skip)
+        if WINDOWS and "posix" in item.keywords:
+            item.add_marker(posix)
+        if not PYMALLOC and "pymalloc" in item.keywords:
+            item.add_marker(pymalloc)

@@ -70,6 +70,7 @@ def test_json_output_parses() -> None:
     assert data["runs"][0]["calls"] == 50
 
 
+@pytest.mark.pymalloc
 def test_python_leak_json_validates_and_names_only_user_frames() -> None:
     import jsonschema
 

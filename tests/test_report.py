@@ -48,6 +48,7 @@ def test_schema_is_a_valid_json_schema() -> None:
     assert SCHEMA["properties"]["schema_version"]["const"] == 2
 
 
+@pytest.mark.pymalloc
 def test_python_leak_json_names_its_metrics() -> None:
     HOARD.clear()
     report = psleak.check(grow, 1)
@@ -72,6 +73,7 @@ def test_schema_rejects_positional_metrics() -> None:
         jsonschema.validate(data, SCHEMA)
 
 
+@pytest.mark.pymalloc
 def test_findings_and_bytes_per_call_are_typed() -> None:
     HOARD.clear()
     report = psleak.check(grow, 1)
