@@ -291,6 +291,29 @@ def test_hooks_come_out_when_the_function_raises(exc: type[BaseException]) -> No
 
 
 @pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_everything_comes_out_when_the_function_raises_in_the_where_run(exc: type[BaseException]) -> None:
+    # The where run is the only time psleak's locator traces the calls: raise on its first
+    # call (made before capturing starts), with the locator, the hooks and the routed
+    # Python allocators all in.
+    ext = leakmatrix.load_extension()
+    before = _pymem_allocators()
+
+    def fails_when_located() -> None:
+        ext.leak_missing_decref_list()
+        if sys.gettrace() is not None or sys.getprofile() is not None:
+            raise exc("located")
+
+    with pytest.raises(exc):
+        psleak.check(fails_when_located)
+    assert sys.gettrace() is None and sys.getprofile() is None
+    assert _pymem_allocators() == before
+    report = psleak.check(ext.leak_site_malloc)
+    assert not any("not tracked" in n for n in report.data["notes"]), report.text
+    assert report.data["sites"], report.text
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
 def test_a_function_that_forks() -> None:
     """fork(2) while the hooks are in (the table's locks are held across it): the child
     allocates through the hooks and exits, the parent's check finishes clean."""
