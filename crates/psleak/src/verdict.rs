@@ -778,7 +778,12 @@ fn budget_findings(policy: &Policy, runs: &[Run]) -> Vec<Finding> {
     out.into_iter().map(|(_, f)| f).collect()
 }
 
-/// Decides what to do after `runs`. With no runs, asks for the first one.
+/// Runs whose heap growth [`decide`] judges for a trend net of what the survivors explain:
+/// the latest 64.
+const EXPLAINED_RUNS: usize = 64;
+
+/// Decides what to do after `runs`. With no runs, asks for the first one. Allocates nothing
+/// unless it finds a leak: it runs between two samples of the heap.
 ///
 /// The rules, in order:
 /// 1. The process grew past the budget (the driver stopped a run, or the runs add up past
@@ -871,19 +876,21 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
     // are judged for it, exactly (psutil's net_connections() under PYTHONMALLOC=malloc:
     // a cache filling in bursts of 8-88 blocks a run whatever its length, which the heap,
     // 20 and then 40 calls a run, showed as a trend for 7 runs).
-    let explained: Vec<Run> = runs
-        .iter()
-        .map(|r| {
-            let mut r = *r;
-            r.growth.set(Metric::Heap, unexplained(Metric::Heap, &r));
-            r
-        })
-        .collect();
+    // Kept on the stack (the latest EXPLAINED_RUNS runs): `decide` runs between two samples,
+    // and a block it allocated and freed there stays in glibc's tcache, counted as in use,
+    // a chunk of a new size each run: the heap of a clean function grew by it.
+    let mut explained = [Run::new(0, Values::default()); EXPLAINED_RUNS];
+    let recent = &runs[runs.len().saturating_sub(EXPLAINED_RUNS)..];
+    for (e, r) in explained.iter_mut().zip(recent) {
+        *e = *r;
+        e.growth.set(Metric::Heap, unexplained(Metric::Heap, r));
+    }
+    let explained = &explained[..recent.len()];
     let trending = Metric::ALL.into_iter().any(|m| {
         let over = if m.is_survivors() {
             aged
         } else if m == Metric::Heap {
-            &explained
+            explained
         } else {
             runs
         };

@@ -604,3 +604,27 @@ fn rss_grows_when_pages_are_touched() {
         "{touched:?} -> {unmapped:?}"
     );
 }
+
+#[test]
+fn the_engine_allocates_nothing_between_two_samples_of_a_clean_function() {
+    // `decide` runs between a run's sample and the next run: a block it allocates and frees
+    // stays in glibc's tcache, counted as in use, and shows as the function's heap growth.
+    use psleak::verdict::{decide, Decision, Policy, Run};
+    use psleak::{Metric, Values};
+    let policy = Policy::new(200, 30, Values::default(), 64 << 20);
+    let mut runs: Vec<Run> = Vec::with_capacity(40);
+    for i in 0..30u64 {
+        let mut growth = Values::default();
+        // Some noise below any threshold, and survivors that explain heap growth.
+        growth.set(Metric::Heap, (i % 3) as i64 * 48);
+        growth.set(Metric::NativeBlocks, (i % 2) as i64);
+        growth.set(Metric::NativeBytes, (i % 2) as i64 * 32);
+        runs.push(Run::new(200 << (i % 4), growth));
+        let n = allocations(|| decide(&policy, &runs));
+        assert_eq!(n, 0, "decide allocated after {} runs", runs.len());
+    }
+    assert!(matches!(
+        decide(&policy, &runs),
+        Decision::Clean | Decision::Continue { .. }
+    ));
+}
