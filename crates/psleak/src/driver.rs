@@ -294,7 +294,7 @@ impl<'a, H: Host> Driver<'a, H> {
     /// work still needs the GIL to exit: the host releases it while the driver waits.
     /// Descriptors and handles are only waited for while another thread exists: only a
     /// thread can close them, and the one running this check is not closing anything (a
-    /// leaked descriptor cost 50 ms of waiting, 5 times the check itself).
+    /// leaked descriptor cost 50 ms of waiting, about fifty times the rest of its check).
     fn leaks_after_settling(
         &mut self,
         before: &[Resource],
