@@ -170,8 +170,12 @@ struct Symbols(Vec<(u64, String)>);
 
 impl Symbols {
     fn read(path: &Path) -> Option<Symbols> {
-        let data = Mapped::open(path)?;
-        let file = object::File::parse(data.bytes()).ok()?;
+        let file = std::fs::File::open(path).ok()?;
+        // SAFETY: a read-only private mapping, read here and dropped before returning; a
+        // debug file or library rewritten meanwhile would give wrong names, not a fault
+        // (the same as addr2line's own loader, which maps files this way).
+        let data = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let file = object::File::parse(&*data).ok()?;
         let map = file.symbol_map();
         let symbols: Vec<(u64, String)> = map
             .symbols()
@@ -186,49 +190,6 @@ impl Symbols {
         let i = self.0.partition_point(|(a, _)| *a <= probe);
         let raw = &self.0[i.checked_sub(1)?].1;
         Some(addr2line::demangle_auto(raw.as_str().into(), None).into_owned())
-    }
-}
-
-/// A file mapped read-only, unmapped on drop.
-struct Mapped {
-    addr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn open(path: &Path) -> Option<Mapped> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(path).ok()?;
-        let len = usize::try_from(file.metadata().ok()?.len())
-            .ok()
-            .filter(|&n| n > 0)?;
-        // SAFETY: a fresh private read-only mapping of an open file; the kernel picks the
-        // address. The file may be closed once it is mapped.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        (addr != libc::MAP_FAILED).then_some(Mapped { addr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `len` readable bytes are mapped at `addr` until drop.
-        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `open`, unmapped once.
-        unsafe {
-            libc::munmap(self.addr, self.len);
-        }
     }
 }
 
