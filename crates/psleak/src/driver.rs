@@ -449,6 +449,7 @@ impl<'a, H: Host> Driver<'a, H> {
                 churn: batch.churn,
                 seconds: started.elapsed().as_secs_f64(),
                 budget_stop: batch.budget_stop,
+                held: Values::default(),
             });
             let mut growth = s.minus(&base);
             if let Some(t) = &tracking {
@@ -459,6 +460,9 @@ impl<'a, H: Host> Driver<'a, H> {
                     run.growth.set(Metric::NativeBytes, bytes);
                 }
                 for m in [Metric::NativeBlocks, Metric::NativeBytes] {
+                    if let Some(last) = runs.last_mut() {
+                        last.held.set(m, last.growth.get(m));
+                    }
                     growth.set(m, runs.iter().map(|r| r.growth.get(m)).sum());
                 }
             }

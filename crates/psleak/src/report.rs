@@ -725,11 +725,8 @@ mod tests {
                 growth.set(Metric::Heap, (heap_per_call * calls as f64) as i64);
                 growth.set(Metric::Blocks, (blocks_per_call * calls as f64) as i64);
                 Run {
-                    calls,
-                    growth,
-                    churn: Values::default(),
                     seconds: 0.01,
-                    budget_stop: false,
+                    ..Run::new(calls, growth)
                 }
             })
             .collect();
