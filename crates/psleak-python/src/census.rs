@@ -235,7 +235,7 @@ fn sort_by_address(entries: &mut Entries, scratch: &mut Entries) {
         src_is_entries = !src_is_entries;
     }
     if !src_is_entries {
-        entries.copy_from_slice(&scratch);
+        entries.copy_from_slice(scratch);
     }
 }
 
