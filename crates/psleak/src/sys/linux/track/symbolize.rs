@@ -1,7 +1,7 @@
 //! Names for return addresses: function, file and line from DWARF where the object has it
 //! (the `addr2line` crate; inlined calls expanded; a separate debug file found by build id
 //! under `/usr/lib/debug/.build-id/`, as Debian's `-dbg` packages install them), the
-//! symbol table otherwise, and always the object's path and the offset into it, so that a
+//! symbol table otherwise and for the interpreter and the C and C++ runtime libraries, and always the object's path and the offset into it, so that a
 //! stripped library still says where to look (`addr2line -e object offset`).
 //!
 //! Only the distinct addresses of surviving allocations are resolved, once per report,
@@ -61,6 +61,9 @@ pub(crate) fn object_of(addr: usize) -> Option<(String, usize)> {
 /// entry (`start_thread`, `clone3`) that the report drops.
 struct Debug {
     path: PathBuf,
+    /// Whether file and line are read for this object's frames: not for the C and C++
+    /// runtime libraries (see [`is_system_runtime`]).
+    lines: bool,
     separate_path: Option<PathBuf>,
     symbols: Option<Option<Symbols>>,
     loaders: Option<[Option<Loader>; 2]>,
@@ -82,6 +85,7 @@ impl Debug {
             ))
         });
         Debug {
+            lines: !is_system_runtime(&path),
             path,
             separate_path,
             symbols: None,
@@ -126,7 +130,7 @@ impl Debug {
         lines: &dyn Fn(&str) -> bool,
     ) -> Vec<(Option<String>, Option<String>, Option<u32>)> {
         if let Some(name) = self.symbol(probe) {
-            if !lines(&name) {
+            if !self.lines || !lines(&name) {
                 return vec![(Some(name), None, None)];
             }
         }
@@ -162,6 +166,26 @@ impl Debug {
             .map(|n| addr2line::demangle_auto(n.into(), None).into_owned());
         vec![(symbol, None, None)]
     }
+}
+
+/// Whether `path` is the C library, its loader or the C++ runtime (glibc's and musl's
+/// `libc`, `ld-linux`/`ld-musl`, `libstdc++`, `libgcc_s`): a frame there is `strdup`,
+/// `opendir` or `operator new` on the way to `malloc`, and its name says all a user can act
+/// on. Their file and line cost the whole debug file when one is installed (Debian's
+/// `libc6-dbg`: 65-80 ms per report, to print glibc's own source paths).
+fn is_system_runtime(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    [
+        "libc.so",
+        "libc-",
+        "libc.musl",
+        "ld-linux",
+        "ld-musl",
+        "libstdc++.so",
+        "libgcc_s.so",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// A symbol table as (address, name) pairs sorted by address: the `.symtab` of an object,
@@ -271,8 +295,11 @@ impl Symbolizer {
         } else {
             Some(info.path.clone())
         };
+        // The runtime's frames are named, not placed: `PyBytes_FromStringAndSize` says which
+        // object was made; its source line would cost the interpreter's DWARF (40 ms).
+        let in_runtime = super::stacks::in_runtime(ip);
         debug
-            .frames(probe, pc, lines)
+            .frames(probe, pc, &|name| !in_runtime && lines(name))
             .into_iter()
             .map(|(function, file, line)| Resolved {
                 frame: Frame {
@@ -310,12 +337,41 @@ mod tests {
         );
         assert_eq!((file, line), (&None, &None));
         assert!(debug.loaders.is_none(), "a DWARF reader was opened");
-        // Wanted, the lines are looked for (and the readers opened).
+        // Wanted, libc's lines are still not read: the C library is named, not placed.
         let frames = debug.frames(probe, pc, &|_| true);
         assert!(frames
             .iter()
             .any(|(n, _, _)| n.as_deref().is_some_and(|n| n.contains("strdup"))));
+        assert!(debug.loaders.is_none(), "a DWARF reader was opened for libc");
+        // In an object of the user's (this test program), they are looked for.
+        let pc = a_function_of_the_test as fn() as usize;
+        let info = find_object(pc).unwrap();
+        let mut debug = Debug::new(&info);
+        debug.frames((pc - info.bias) as u64, pc, &|_| true);
         assert!(debug.loaders.is_some());
+    }
+
+    #[inline(never)]
+    fn a_function_of_the_test() {
+        std::hint::black_box(());
+    }
+
+    #[test]
+    fn the_c_and_cxx_runtimes_are_system_objects() {
+        for p in [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/ld-musl-x86_64.so.1",
+            "/usr/lib/libstdc++.so.6",
+        ] {
+            assert!(is_system_runtime(Path::new(p)), "{p}");
+        }
+        for p in [
+            "/usr/lib/libxml2.so.2",
+            "/site-packages/_ext.cpython-311-x86_64-linux-gnu.so",
+            "",
+        ] {
+            assert!(!is_system_runtime(Path::new(p)), "{p}");
+        }
     }
 
     #[test]
