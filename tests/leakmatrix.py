@@ -14,7 +14,9 @@ Groups (``Case.kind``):
     4 KiB and 256 KiB (above glibc's initial mmap threshold, memset so
     every page is resident), ``calloc``, ``realloc`` (a fresh block grown
     and lost), ``strdup``, ``posix_memalign``; an intermittent leak (64 B
-    lost on one call in ten) and a 1 KiB block lost by a joined worker
+    lost on one call in ten), 32 B lost on every third call after a 75 KB
+    cache filled by the first 150 calls (the first run grows far faster
+    than the leak), and a 1 KiB block lost by a joined worker
     thread (i.e. in another malloc arena). Each ``leak_*`` has a
     ``clean_*`` twin doing the same work and freeing.
 ``mmap``
@@ -431,6 +433,7 @@ def _build_cases() -> list[Case]:
     c += _pair("strdup", "malloc", MEMORY, "strdup(70 chars)")
     c += _pair("posix_memalign", "malloc", MEMORY, "posix_memalign(64, 256)")
     c += _pair("intermittent", "malloc", MEMORY, "malloc(64) every 10th call")
+    c += _pair("after_fill", "malloc", MEMORY, "malloc(32) every 3rd call after a 75 KB cache filled")
     c += _pair("thread_malloc", "malloc", MEMORY, "malloc(1 KiB) in a joined thread")
     # mmap
     c += _pair("mmap", "mmap", MEMORY, "mmap 64 KiB, touched", heavy=True)

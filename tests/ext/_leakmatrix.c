@@ -245,6 +245,35 @@ clean_intermittent(PyObject *m, PyObject *a)
 }
 
 /* ======================================================================
+ * after_fill: a cache of 150 buffers of 512 B (75 KB) filled by the first
+ * calls, one a call, then malloc(32) lost (or freed) on every third call:
+ * the leak grows far slower than the cache did in the first run
+ * ====================================================================== */
+
+#define FILL_ENTRIES 150
+static void *fill_cache[2][FILL_ENTRIES];
+static unsigned long fill_calls[2];
+
+static PyObject *
+after_fill_impl(int leak)
+{
+    unsigned long n = fill_calls[leak]++;
+    if (n < FILL_ENTRIES) {
+        void *p = malloc(512);
+        if (p == NULL)
+            return PyErr_NoMemory();
+        memset(p, 0xAB, 512);
+        fill_cache[leak][n] = p;
+    }
+    if (n % 3 == 0)
+        return malloc_leak_impl(32, leak, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *leak_after_fill(PyObject *m, PyObject *a) { return after_fill_impl(1); }
+static PyObject *clean_after_fill(PyObject *m, PyObject *a) { return after_fill_impl(0); }
+
+/* ======================================================================
  * malloc in a worker thread (another malloc arena)
  * ====================================================================== */
 
@@ -2051,6 +2080,8 @@ static PyMethodDef leakmatrix_methods[] = {
     NOARGS(clean_mmap_large, "1 MiB anonymous mmap, touched, unmapped."),
     NOARGS(leak_intermittent, "malloc(64) lost on one call in ten."),
     NOARGS(clean_intermittent, "malloc(64) freed on one call in ten."),
+    NOARGS(leak_after_fill, "a 75 KB cache filled by the first 150 calls; malloc(32) lost on every 3rd call."),
+    NOARGS(clean_after_fill, "a 75 KB cache filled by the first 150 calls; malloc(32) freed on every 3rd call."),
     NOARGS(leak_thread_malloc, "a joined worker thread mallocs 1 KiB and loses it."),
     NOARGS(clean_thread_malloc, "a joined worker thread mallocs 1 KiB and frees it."),
     NOARGS(leak_pymem_malloc, "PyMem_Malloc(64), lost."),
