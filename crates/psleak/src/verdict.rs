@@ -1079,10 +1079,11 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
         let g = last.growth.get(m);
         let kept_up = aged_trend
             .is_some_and(|t| g > policy.trend_level(m) && g as f64 >= pace(m) * t.rate() * last.calls as f64);
-        let with_latest = streak(policy, runs, m);
         if kept_up {
-            Trend::Seen
-        } else if judge_streak(policy, runs, m, &with_latest, Judge::Trend).is_some() {
+            return Trend::Seen;
+        }
+        let with_latest = streak(policy, runs, m);
+        if judge_streak(policy, runs, m, &with_latest, Judge::Trend).is_some() {
             Trend::Starting
         } else {
             Trend::None
