@@ -3,6 +3,7 @@
 //! calls; it does not judge.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::check::{CheckError, Host, LeakCheck, Phase, Progress};
@@ -11,8 +12,8 @@ use crate::report::{Outcome, Report, Resource, ResourceKind, ResourceLeak};
 use crate::sys::backend;
 use crate::tracking::{Site, Tracking};
 use crate::verdict::{
-    decide, first_run_calls, thresholds, warmup_done, Decision, Finding, Metric, Policy, Run, Values,
-    METRIC_COUNT,
+    decide, first_run_calls, thresholds, wants_reachability, warmup_done, Decision, Finding, Metric, Policy,
+    Run, Values, METRIC_COUNT,
 };
 
 /// How long a seeming fd or thread leak is given to go away before it is reported.
@@ -450,6 +451,7 @@ impl<'a, H: Host> Driver<'a, H> {
                 seconds: started.elapsed().as_secs_f64(),
                 budget_stop: batch.budget_stop,
                 held: Values::default(),
+                lost: 0,
             });
             let mut growth = s.minus(&base);
             if let Some(t) = &tracking {
@@ -464,6 +466,17 @@ impl<'a, H: Host> Driver<'a, H> {
                         last.held.set(m, last.growth.get(m));
                     }
                     growth.set(m, runs.iter().map(|r| r.growth.get(m)).sum());
+                }
+                // Which survivors nothing points to any more, when knowing it can confirm a
+                // leak sooner: a cache keeps a pointer to each block it holds.
+                if wants_reachability(&policy, &runs)
+                    && scan_pays(runs.last().map_or(0.0, |r| 2.0 * r.seconds))
+                {
+                    if let Some(lost) = timed_scan(t) {
+                        for (run, (blocks, _)) in runs.iter_mut().zip(lost) {
+                            run.lost = blocks;
+                        }
+                    }
                 }
             }
             prev = s;
@@ -590,6 +603,17 @@ impl<'a, H: Host> Driver<'a, H> {
         }
         tracking.set_capture(false);
         self.host.locate(false);
+        tracking.set_run(0);
+        // Run B is for A's blocks that a cache holds: none when nothing points to nearly
+        // all of them (see `Tracking::lost`).
+        let b = if result.is_ok()
+            && scan_pays(b as f64 * self.seconds_per_call)
+            && self.mostly_lost(tracking, run_a)?
+        {
+            0
+        } else {
+            b
+        };
         tracking.set_run(run_a + 1);
         for _ in 0..b {
             if result.is_err() {
@@ -608,6 +632,15 @@ impl<'a, H: Host> Driver<'a, H> {
         // Give the pages back, so that the process's memory after the check is as before.
         let _ = backend::malloc_trim();
         Ok(sites)
+    }
+
+    /// Whether nothing points to nine in ten or more of the blocks `run` left alive, after
+    /// settling.
+    fn mostly_lost(&mut self, tracking: &Tracking, run: u32) -> Res<bool, H::Error> {
+        self.settle()?;
+        let slot = (run as usize).clamp(1, crate::tracking::MAX_RUNS) - 1;
+        let alive = tracking.survivors()[slot].0;
+        Ok(alive > 0 && timed_scan(tracking).is_some_and(|lost| lost[slot].0 * 10 >= alive * 9))
     }
 
     /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get
@@ -660,6 +693,27 @@ impl<'a, H: Host> Driver<'a, H> {
         }
         Ok(out)
     }
+}
+
+/// What the latest reachability scan took, seconds (as f64 bits; 0: none yet). A scan
+/// reads the process's memory, so its cost depends on the process, not on the check.
+static SCAN_SECONDS: AtomicU64 = AtomicU64::new(0);
+
+/// A scan's cost before any was made: 20 ms (8-10 ms in the leak matrix's process).
+const FIRST_SCAN_SECONDS: f64 = 0.02;
+
+/// Whether a reachability scan costs less than the `saved` seconds of calls it may spare.
+fn scan_pays(saved: f64) -> bool {
+    let last = f64::from_bits(SCAN_SECONDS.load(Ordering::Relaxed));
+    saved > if last > 0.0 { last } else { FIRST_SCAN_SECONDS }
+}
+
+/// [`Tracking::lost`], its time noted for [`scan_pays`].
+fn timed_scan(tracking: &Tracking) -> Option<[(i64, i64); crate::tracking::MAX_RUNS]> {
+    let started = Instant::now();
+    let lost = tracking.lost();
+    SCAN_SECONDS.store(started.elapsed().as_secs_f64().to_bits(), Ordering::Relaxed);
+    lost
 }
 
 /// What [`Driver::batch`] measured.

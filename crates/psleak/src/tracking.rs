@@ -13,6 +13,9 @@ use serde::Serialize;
 
 use crate::sys::backend::track as sys;
 
+/// Runs whose survivors are counted apart; later runs share the last count.
+pub(crate) const MAX_RUNS: usize = sys::MAX_RUNS;
+
 /// One frame of an allocation site: a native function, or the line of a runtime's code
 /// (Python) that was running when the allocation was made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -186,6 +189,14 @@ impl Tracking {
     /// glibc's tcache, which `mallinfo2` counts as in use).
     pub(crate) fn survivors(&self) -> [(i64, i64); sys::MAX_RUNS] {
         sys::survivors()
+    }
+
+    /// Survivors of runs 1, 2, ... (index 0 = run 1) that nothing in the process points
+    /// to any more, (blocks, bytes): leaked for certain, where a cache keeps a pointer to
+    /// what it holds. `None` where the scan cannot answer. Maps what it needs from the
+    /// kernel and gives it back, so the samples around it see no growth.
+    pub(crate) fn lost(&self) -> Option<[(i64, i64); sys::MAX_RUNS]> {
+        sys::lost()
     }
 
     /// Address space the tracker holds (its table and stacks), bytes; all of it resident.

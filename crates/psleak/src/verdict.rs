@@ -239,6 +239,12 @@ pub struct Run {
     /// other metrics. Not in the report: `growth` is the figure judged.
     #[serde(skip)]
     pub held: Values,
+    /// Of the run's surviving native blocks, how many nothing in the process pointed to
+    /// when the driver last looked (a reachability scan, made only when it can shorten a
+    /// confirmation: see [`wants_reachability`]); 0 when never looked. Such blocks are
+    /// leaked for certain: no later run can free them, and no cache holds them.
+    #[serde(skip)]
+    pub lost: i64,
 }
 
 impl Run {
@@ -251,6 +257,7 @@ impl Run {
             seconds: 0.0,
             budget_stop: false,
             held: Values::default(),
+            lost: 0,
         }
     }
 }
@@ -528,8 +535,9 @@ fn pace(m: Metric) -> f64 {
 /// pass near the origin (offset at most a quarter of the growth the rate gives an average run). A
 /// leak's growth is proportional to its calls; a cache that fills at random (glibc's
 /// tcache, a little more each run whatever its length) gives a large offset and a shallow
-/// slope.
-fn proportional(runs: &[Run], m: Metric) -> bool {
+/// slope. `quantum`: the metric's resolution (see [`quantum`]), by which the line may miss
+/// the origin and each run the line.
+fn proportional(runs: &[Run], m: Metric, quantum: f64) -> bool {
     if m == Metric::NativeBlocks {
         return proportional_counts(runs, m);
     }
@@ -547,7 +555,7 @@ fn proportional(runs: &[Run], m: Metric) -> bool {
     }
     let rate = cov / var;
     let offset = mean_growth - rate * mean_calls;
-    if !(rate > 0.0 && offset <= 0.25 * rate * mean_calls) {
+    if !(rate > 0.0 && offset <= 0.25 * rate * mean_calls + quantum) {
         return false;
     }
     // The slope must stand out of the scatter around the line: its t statistic (slope over
@@ -560,12 +568,23 @@ fn proportional(runs: &[Run], m: Metric) -> bool {
     let residuals: f64 = runs
         .iter()
         .map(|r| {
-            let e = r.growth.get(m) as f64 - (offset + rate * r.calls as f64);
+            let e = ((r.growth.get(m) as f64 - (offset + rate * r.calls as f64)).abs() - quantum).max(0.0);
             e * e
         })
         .sum();
     let stderr = (residuals / (n - 2.0) / var).sqrt();
     stderr == 0.0 || rate / stderr >= min_slope_t(runs.len() - 2)
+}
+
+/// The resolution of a metric: a page for the page-granular ones, whose growth over a run
+/// is off by up to a page either way from what the calls made (a leak of 64 B a call fills
+/// a page every 64 calls: 12 or 16 KiB in a run of 200, as the run starts within a page).
+fn quantum(policy: &Policy, m: Metric) -> f64 {
+    if m.is_paged() {
+        policy.page_size as f64
+    } else {
+        0.0
+    }
 }
 
 /// [`proportional`] for a count of blocks, which varies by chance when a leak strikes at
@@ -762,7 +781,7 @@ fn unscaled_before(policy: &Policy, runs: &[Run], m: Metric, t: &Streak) -> bool
         let expected = t.rate() * before.calls as f64;
         return 1.0 - poisson_cdf(before.growth.get(m) - 1, expected) < 0.01;
     }
-    !proportional(with_before, m)
+    !proportional(with_before, m, quantum(policy, m))
 }
 
 /// The totals of `tail` as a streak.
@@ -787,7 +806,8 @@ fn judge_tail(policy: &Policy, runs: &[Run], m: Metric, s: &Streak, judge: Judge
     // filling a little at random (glibc's tcache holds up to 7 chunks of each size per
     // thread, and counts them as in use): the calls must have changed, and the growth
     // must scale with them.
-    let scaled = |min_sizes: u32| s.sizes >= min_sizes && (s.sizes < 2 || proportional(tail, m));
+    let scaled =
+        |min_sizes: u32| s.sizes >= min_sizes && (s.sizes < 2 || proportional(tail, m, quantum(policy, m)));
     // Each run alone may stay under the threshold; together they must clear it, so that a
     // cache of the churn's size cannot pass for a leak.
     let adds_up = s.growth > thresholds(policy, runs).get(m);
@@ -803,7 +823,7 @@ fn judge_tail(policy: &Policy, runs: &[Run], m: Metric, s: &Streak, judge: Judge
             // trend. Judged on the longest tail, as for a leak.
             s.len >= 2
                 && equal_sized_steady
-                && (s.sizes < 2 || proportional(tail, m))
+                && (s.sizes < 2 || proportional(tail, m, quantum(policy, m)))
                 && (!tiny(m, rate) || regular(tail, m, rate))
         }
         Judge::Confirm => {
@@ -812,7 +832,11 @@ fn judge_tail(policy: &Policy, runs: &[Run], m: Metric, s: &Streak, judge: Judge
             // that doubles up to a few MiB and is then reused is seen to stop.
             let footprint: i64 = runs.iter().map(|r| r.growth.footprint().max(0)).sum();
             let cheap = s.seconds < CHEAP_CONFIRM_SECONDS && footprint < policy.budget() / 8;
-            let needed = if cheap {
+            // Survivors that nothing points to are no cache's: three runs of three sizes
+            // show they scale with the calls.
+            let needed = if m.is_survivors() && lost_tail(tail) {
+                needed.min(LOST_CONFIRM_RUNS)
+            } else if cheap {
                 (needed + 2).min(policy.retries)
             } else {
                 needed
@@ -883,11 +907,7 @@ fn findings_under(
         .filter_map(|m| {
             // Survivor counts are judged on the runs a later run has revised: the latest
             // run's figure may still hold what a cache flushes later.
-            let over = if m.is_survivors() {
-                &runs[..runs.len().saturating_sub(1)]
-            } else {
-                runs
-            };
+            let over = judged_runs(runs, m);
             let s = streak(policy, over, m);
             judge_streak(policy, over, m, &s, judge).map(|s| (s, finding(policy, runs, m, &s, reason)))
         })
@@ -904,6 +924,58 @@ fn findings_under(
         )
     });
     out.into_iter().map(|(_, f)| f).collect()
+}
+
+/// The runs a metric is judged over. Survivor counts are judged on the runs a later run
+/// has revised: the latest run's figure may still hold what a cache flushes later; unless
+/// most of it was found lost, which no later run can free.
+fn judged_runs(runs: &[Run], m: Metric) -> &[Run] {
+    if m.is_survivors() && !runs.last().is_some_and(mostly_lost) {
+        &runs[..runs.len().saturating_sub(1)]
+    } else {
+        runs
+    }
+}
+
+/// Runs whose survivors nothing points to confirm a leak of native blocks over this many
+/// runs (three sizes), not [`Policy::confirm_runs`] and the two more of a cheap streak.
+const LOST_CONFIRM_RUNS: u32 = 3;
+
+/// Whether at least half of the run's surviving blocks were found lost.
+fn mostly_lost(r: &Run) -> bool {
+    r.lost > 0 && 2 * r.lost >= r.growth.get(Metric::NativeBlocks)
+}
+
+/// Whether most survivors of every run of `tail` were found lost.
+fn lost_tail(tail: &[Run]) -> bool {
+    !tail.is_empty() && tail.iter().all(mostly_lost)
+}
+
+/// Whether the survivor counts confirm a leak over `runs`.
+fn survivors_confirmed(policy: &Policy, runs: &[Run]) -> bool {
+    [Metric::NativeBlocks, Metric::NativeBytes].into_iter().any(|m| {
+        let over = judged_runs(runs, m);
+        policy.enabled[m.index()]
+            && !over.is_empty()
+            && judge_streak(policy, over, m, &streak(policy, over, m), Judge::Confirm).is_some()
+    })
+}
+
+/// Whether the driver should look which survivors nothing points to any more (see
+/// [`Run::lost`]): when, were they all lost, the survivors would confirm a leak that they
+/// do not confirm yet. A clean function's runs never ask for it, nor does a leak that is
+/// confirmed anyway. Allocates nothing (it runs between two samples).
+#[inline(never)]
+pub fn wants_reachability(policy: &Policy, runs: &[Run]) -> bool {
+    if !policy.enabled[Metric::NativeBlocks.index()] || runs.len() < 2 || runs.len() > EXPLAINED_RUNS {
+        return false;
+    }
+    let mut all_lost = [Run::new(0, Values::default()); EXPLAINED_RUNS];
+    for (c, r) in all_lost.iter_mut().zip(runs) {
+        *c = *r;
+        c.lost = r.growth.get(Metric::NativeBlocks);
+    }
+    survivors_confirmed(policy, &all_lost[..runs.len()]) && !survivors_confirmed(policy, runs)
 }
 
 /// Findings when the process grew past the budget: every byte metric that grew in the
@@ -1339,14 +1411,22 @@ mod tests {
         let m = Metric::NativeBlocks;
         // One call in 100 at random (simulated): the byte counters' t test rejected it.
         let leak = counts(&[(6400, 78), (6400, 65), (12800, 120), (12800, 132)]);
-        assert!(proportional(&leak, m));
-        assert!(!proportional(&leak, Metric::Heap));
+        assert!(proportional(&leak, m, 0.0));
+        assert!(!proportional(&leak, Metric::Heap, 0.0));
         // psutil's disk_io_counters(): as many in 1,600 calls as in 3,200.
-        assert!(!proportional(&counts(&[(1600, 67), (3200, 82), (3200, 97)]), m));
+        assert!(!proportional(
+            &counts(&[(1600, 67), (3200, 82), (3200, 97)]),
+            m,
+            0.0
+        ));
         // A fill that fades: far from any rate per call.
-        assert!(!proportional(&counts(&[(800, 150), (1600, 142), (3200, 71)]), m));
+        assert!(!proportional(
+            &counts(&[(800, 150), (1600, 142), (3200, 71)]),
+            m,
+            0.0
+        ));
         // None at all is no rate.
-        assert!(!proportional(&counts(&[(200, 0), (400, 0)]), m));
+        assert!(!proportional(&counts(&[(200, 0), (400, 0)]), m, 0.0));
     }
 
     #[test]
@@ -1807,6 +1887,71 @@ mod tests {
         };
         let (d, runs) = simulate_runs(&policy(), 60e-6, cache);
         assert_eq!(d, Decision::Clean, "{runs:?}");
+    }
+
+    /// Drives the engine as the driver does with tracking and reachability scans: `leak`
+    /// gives a run's survivors (blocks, of 80 B) from the calls before it and its own;
+    /// `lost_share` says which share of them nothing points to, looked at whenever the
+    /// engine asks (`wants_reachability`). Returns the decision, the runs, and the scans.
+    fn simulate_scans(
+        seconds_per_call: f64,
+        leak: impl Fn(u64, u64) -> i64,
+        lost_share: f64,
+    ) -> (Decision, Vec<Run>, usize) {
+        let p = policy();
+        let mut runs: Vec<Run> = Vec::new();
+        let mut scans = 0;
+        loop {
+            match decide(&p, &runs) {
+                Decision::Continue { calls } => {
+                    let mut r = Run::new(calls, Values::default());
+                    r.seconds = seconds_per_call * calls as f64;
+                    runs.push(r);
+                    let mut before = 0;
+                    for r in &mut runs {
+                        let blocks = leak(before, r.calls);
+                        r.growth.set(Metric::NativeBlocks, blocks);
+                        r.growth.set(Metric::NativeBytes, 80 * blocks);
+                        before += r.calls;
+                    }
+                    if wants_reachability(&p, &runs) {
+                        scans += 1;
+                        for r in &mut runs {
+                            r.lost = (r.growth.get(Metric::NativeBlocks) as f64 * lost_share) as i64;
+                        }
+                    }
+                    assert!(runs.len() <= p.retries as usize, "engine exceeded retries");
+                }
+                d => return (d, runs, scans),
+            }
+        }
+    }
+
+    #[test]
+    fn a_leak_nothing_points_to_is_confirmed_over_three_runs() {
+        // One block a call in a function that starts a thread (250 us a call): its
+        // streak is cheap, so, judged on counts alone, it is confirmed over two more runs
+        // of four times the calls (a cache of thousands would have stopped filling).
+        let per_call = |_: u64, n: u64| n as i64;
+        let (d, counted, _) = simulate_scans(250e-6, per_call, 0.0);
+        assert_eq!(leak_metric(&d), Some(Metric::NativeBytes), "{counted:?}");
+        // Nothing points to the blocks: no cache holds them, and three runs of three sizes
+        // confirm the leak (200 + 400 + 800 calls), with one scan.
+        let (d, lost, scans) = simulate_scans(250e-6, per_call, 0.99);
+        assert_eq!(leak_metric(&d), Some(Metric::NativeBytes), "{lost:?}");
+        assert_eq!(lost.iter().map(|r| r.calls).collect::<Vec<_>>(), [200, 400, 800]);
+        assert_eq!(scans, 1);
+        let calls = |runs: &[Run]| runs.iter().map(|r| r.calls).sum::<u64>();
+        assert!(calls(&counted) >= 4 * calls(&lost), "{counted:?}");
+        // A cache of 4,000 entries keeps a pointer to each: it is looked at, run after
+        // run, and passes as the counts alone let it.
+        let cache = |before: u64, n: u64| ((before + n).min(4000) - before.min(4000)) as i64;
+        let (d, runs, scans) = simulate_scans(60e-6, cache, 0.0);
+        assert_eq!(d, Decision::Clean, "{runs:?}");
+        assert!(scans >= 1);
+        // A clean function never asks.
+        let (d, _, scans) = simulate_scans(250e-6, |_, _| 0, 0.0);
+        assert_eq!((d, scans), (Decision::Clean, 0));
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl ShardData {
     }
 }
 
-fn counts_slot(run: u32) -> usize {
+pub(crate) fn counts_slot(run: u32) -> usize {
     (run as usize).clamp(1, MAX_RUNS) - 1 // run 0 is never recorded
 }
 
@@ -407,6 +407,23 @@ pub(crate) fn for_each(mut f: impl FnMut(&Entry)) {
                 if e.addr != 0 {
                     f(e);
                 }
+            }
+        });
+    }
+}
+
+/// Calls `f` with the address and length of every array of the table's slots (the
+/// shared first mapping and each shard's grown array): memory that holds the addresses of
+/// every live block, and so must not count as pointing at them (see `reach`).
+pub(crate) fn for_each_array(mut f: impl FnMut(usize, usize)) {
+    let initial = INITIAL.load(Ordering::Relaxed);
+    if initial != 0 {
+        f(initial, INITIAL_BYTES);
+    }
+    for shard in &TABLE {
+        shard.with(|s| {
+            if !s.initial && !s.slots.is_null() {
+                f(s.slots as usize, s.capacity * std::mem::size_of::<Entry>());
             }
         });
     }
