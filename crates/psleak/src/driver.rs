@@ -469,10 +469,11 @@ impl<'a, H: Host> Driver<'a, H> {
                 }
                 // Which survivors nothing points to any more, when knowing it can confirm a
                 // leak sooner: a cache keeps a pointer to each block it holds.
+                let tracked = growth.get(Metric::NativeBlocks);
                 if wants_reachability(&policy, &runs)
-                    && scan_pays(runs.last().map_or(0.0, |r| 2.0 * r.seconds))
+                    && scan_pays(runs.last().map_or(0.0, |r| 2.0 * r.seconds), tracked)
                 {
-                    if let Some(lost) = timed_scan(t) {
+                    if let Some(lost) = timed_scan(t, tracked) {
                         for (run, (blocks, _)) in runs.iter_mut().zip(lost) {
                             run.lost = blocks;
                         }
@@ -606,9 +607,10 @@ impl<'a, H: Host> Driver<'a, H> {
         tracking.set_run(0);
         // Run B is for A's blocks that a cache holds: none when nothing points to nearly
         // all of them (see `Tracking::lost`).
+        let tracked: i64 = tracking.survivors().iter().map(|s| s.0).sum();
         let b = if result.is_ok()
-            && scan_pays(b as f64 * self.seconds_per_call)
-            && self.mostly_lost(tracking, run_a)?
+            && scan_pays(b as f64 * self.seconds_per_call, tracked)
+            && self.mostly_lost(tracking, run_a, tracked)?
         {
             0
         } else {
@@ -636,11 +638,11 @@ impl<'a, H: Host> Driver<'a, H> {
 
     /// Whether nothing points to nine in ten or more of the blocks `run` left alive, after
     /// settling.
-    fn mostly_lost(&mut self, tracking: &Tracking, run: u32) -> Res<bool, H::Error> {
+    fn mostly_lost(&mut self, tracking: &Tracking, run: u32, tracked: i64) -> Res<bool, H::Error> {
         self.settle()?;
         let slot = (run as usize).clamp(1, crate::tracking::MAX_RUNS) - 1;
         let alive = tracking.survivors()[slot].0;
-        Ok(alive > 0 && timed_scan(tracking).is_some_and(|lost| lost[slot].0 * 10 >= alive * 9))
+        Ok(alive > 0 && timed_scan(tracking, tracked).is_some_and(|lost| lost[slot].0 * 10 >= alive * 9))
     }
 
     /// One run of `calls` calls. Samples rss and malloc's counters at checkpoints that get
@@ -695,24 +697,38 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 }
 
-/// What the latest reachability scan took, seconds (as f64 bits; 0: none yet). A scan
-/// reads the process's memory, so its cost depends on the process, not on the check.
+/// What the latest reachability scan took, seconds (as f64 bits; 0: none yet), and how
+/// many blocks it looked at. A scan reads the process's memory, so its cost depends on the
+/// process more than on the check, and grows with the blocks tracked.
 static SCAN_SECONDS: AtomicU64 = AtomicU64::new(0);
+static SCAN_BLOCKS: AtomicU64 = AtomicU64::new(0);
 
-/// A scan's cost before any was made: 20 ms (8-10 ms in the leak matrix's process).
+/// A scan's cost before any was made, seconds: 8-10 ms in the leak matrix's process.
 const FIRST_SCAN_SECONDS: f64 = 0.02;
 
-/// Whether a reachability scan costs less than the `saved` seconds of calls it may spare.
-fn scan_pays(saved: f64) -> bool {
+/// What a scan costs per block tracked, seconds: 150k blocks of Python objects (all
+/// pointing at each other) took 270 ms with a binary search per pointer.
+const SCAN_SECONDS_PER_BLOCK: f64 = 2e-6;
+
+/// Whether a reachability scan of `blocks` tracked blocks costs less than the `saved`
+/// seconds of calls it may spare.
+fn scan_pays(saved: f64, blocks: i64) -> bool {
     let last = f64::from_bits(SCAN_SECONDS.load(Ordering::Relaxed));
-    saved > if last > 0.0 { last } else { FIRST_SCAN_SECONDS }
+    let last_blocks = SCAN_BLOCKS.load(Ordering::Relaxed) as f64;
+    let base = if last > 0.0 {
+        (last - last_blocks * SCAN_SECONDS_PER_BLOCK).max(last / 4.0)
+    } else {
+        FIRST_SCAN_SECONDS
+    };
+    saved > base + blocks.max(0) as f64 * SCAN_SECONDS_PER_BLOCK
 }
 
-/// [`Tracking::lost`], its time noted for [`scan_pays`].
-fn timed_scan(tracking: &Tracking) -> Option<[(i64, i64); crate::tracking::MAX_RUNS]> {
+/// [`Tracking::lost`] of `blocks` tracked blocks, its cost noted for [`scan_pays`].
+fn timed_scan(tracking: &Tracking, blocks: i64) -> Option<[(i64, i64); crate::tracking::MAX_RUNS]> {
     let started = Instant::now();
     let lost = tracking.lost();
     SCAN_SECONDS.store(started.elapsed().as_secs_f64().to_bits(), Ordering::Relaxed);
+    SCAN_BLOCKS.store(blocks.max(0) as u64, Ordering::Relaxed);
     lost
 }
 

@@ -124,9 +124,9 @@ impl Drop for Fd {
 struct Blocks<'a> {
     entries: &'a [Entry],
     reached: &'a mut [u8],
-    /// Open-addressing set of the pages the smaller blocks cover (page number + 1; 0 is
-    /// empty).
-    pages: &'a mut [usize],
+    /// Open-addressing table of the pages the smaller blocks cover: page number + 1 (0 is
+    /// empty), and the first and last of the blocks on it (indices into `entries`).
+    pages: &'a mut [(usize, u32, u32)],
     /// Address range of all blocks, and of the blocks too large for the page set.
     lo: usize,
     hi: usize,
@@ -159,7 +159,7 @@ fn page_slot(page: usize, mask: usize) -> usize {
 impl Blocks<'_> {
     fn index_pages(&mut self) {
         let mask = self.pages.len() - 1;
-        for e in self.entries {
+        for (k, e) in self.entries.iter().enumerate() {
             let (start, end) = (e.addr, e.addr + e.size().max(1));
             self.lo = self.lo.min(start);
             self.hi = self.hi.max(end);
@@ -171,12 +171,14 @@ impl Blocks<'_> {
             for page in start / PAGE..=(end - 1) / PAGE {
                 let mut i = page_slot(page, mask);
                 loop {
-                    let v = self.pages[i];
-                    if v == page + 1 {
+                    let slot = &mut self.pages[i];
+                    if slot.0 == page + 1 {
+                        // Blocks are visited by address: this one is the page's last yet.
+                        slot.2 = k as u32;
                         break;
                     }
-                    if v == 0 {
-                        self.pages[i] = page + 1;
+                    if slot.0 == 0 {
+                        *slot = (page + 1, k as u32, k as u32);
                         break;
                     }
                     i = (i + 1) & mask;
@@ -185,17 +187,18 @@ impl Blocks<'_> {
         }
     }
 
+    /// The first and last block (indices) that lie on `page`, among the indexed ones.
     #[inline]
-    fn in_pages(&self, page: usize) -> bool {
+    fn on_page(&self, page: usize) -> Option<(usize, usize)> {
         let mask = self.pages.len() - 1;
         let mut i = page_slot(page, mask);
         loop {
-            let v = self.pages[i];
+            let (v, first, last) = self.pages[i];
             if v == page + 1 {
-                return true;
+                return Some((first as usize, last as usize));
             }
             if v == 0 {
-                return false;
+                return None;
             }
             i = (i + 1) & mask;
         }
@@ -207,10 +210,18 @@ impl Blocks<'_> {
         if w < self.lo || w >= self.hi {
             return None;
         }
-        if !(self.in_pages(w / PAGE) || (w >= self.large_lo && w < self.large_hi)) {
-            return None;
-        }
-        let i = self.entries.partition_point(|e| e.addr <= w).checked_sub(1)?;
+        // Among the few blocks on its page (a binary search over all of them, 150k blocks
+        // of Python objects, cost a cache miss a step), else among all when it may lie in
+        // a large one.
+        let (from, to) = match self.on_page(w / PAGE) {
+            Some((first, last)) if !(w >= self.large_lo && w < self.large_hi) => (first, last + 1),
+            _ if w >= self.large_lo && w < self.large_hi => (0, self.entries.len()),
+            _ => return None,
+        };
+        let i = from
+            + self.entries[from..to]
+                .partition_point(|e| e.addr <= w)
+                .checked_sub(1)?;
         let e = &self.entries[i];
         (w < e.addr + e.size().max(1) && w != next_chunk(e)).then_some(i)
     }
@@ -232,39 +243,171 @@ impl Blocks<'_> {
     }
 }
 
-/// Reads `[start, end)` of our own memory chunk by chunk into `buf` and hands each piece
-/// read to `f`; a page that cannot be read (unmapped meanwhile) is skipped.
-fn read_range(start: usize, end: usize, buf: &mut [u8], mut f: impl FnMut(&[u8])) -> bool {
-    let pid = std::process::id() as libc::pid_t;
-    let mut at = start;
-    while at < end {
-        let len = (end - at).min(buf.len());
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast::<c_void>(),
-            iov_len: len,
-        };
-        let remote = libc::iovec {
-            iov_base: at as *mut c_void,
-            iov_len: len,
-        };
-        // SAFETY: the local buffer is valid for `len` bytes; the kernel checks the remote
-        // range and fails (EFAULT) or stops short instead of faulting.
-        let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-        if n < 0 {
-            match std::io::Error::last_os_error().raw_os_error() {
-                Some(libc::EFAULT) | Some(libc::EINTR) | Some(libc::ENOMEM) => {
-                    at = (at / PAGE + 1) * PAGE;
+/// Most blocks read by one `process_vm_readv` call (the kernel's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// Reads our own memory without faulting: through `process_vm_readv`, present pages only.
+struct Reader<'a> {
+    pid: libc::pid_t,
+    pagemap: Fd,
+    buf: &'a mut [u8],
+    /// Page-map entries of up to a chunk's pages.
+    pm: &'a mut [u8],
+    local: &'a mut [libc::iovec],
+    remote: &'a mut [libc::iovec],
+}
+
+impl Reader<'_> {
+    /// Hands `f` the contents of `[start, end)`, chunk by chunk; pages that cannot be read
+    /// (unmapped meanwhile) are skipped. False where the call is not permitted (seccomp, an
+    /// old kernel): no answer.
+    fn read(&mut self, start: usize, end: usize, mut f: impl FnMut(&[u8])) -> bool {
+        let mut at = start;
+        while at < end {
+            let len = (end - at).min(self.buf.len());
+            self.local[0] = libc::iovec {
+                iov_base: self.buf.as_mut_ptr().cast::<c_void>(),
+                iov_len: len,
+            };
+            self.remote[0] = libc::iovec {
+                iov_base: at as *mut c_void,
+                iov_len: len,
+            };
+            // SAFETY: the local buffer is valid for `len` bytes; the kernel checks the
+            // remote range and fails (EFAULT) or stops short instead of faulting.
+            let n = unsafe {
+                libc::process_vm_readv(self.pid, self.local.as_ptr(), 1, self.remote.as_ptr(), 1, 0)
+            };
+            if n < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EFAULT) | Some(libc::EINTR) | Some(libc::ENOMEM) => {
+                        at = (at / PAGE + 1) * PAGE;
+                        continue;
+                    }
+                    _ => return false,
+                }
+            }
+            let n = n as usize;
+            f(&self.buf[..n - n % WORD]);
+            at += if n == 0 { PAGE - at % PAGE } else { n };
+        }
+        true
+    }
+
+    /// Calls `f` with each run of pages of `[start, end)` present in memory (clipped to
+    /// the range). False when a page is swapped out (it may hold the only pointer to a
+    /// block) or the page map cannot be read.
+    fn present(
+        &mut self,
+        start: usize,
+        end: usize,
+        mut f: impl FnMut(&mut Self, usize, usize) -> bool,
+    ) -> bool {
+        let mut at = start;
+        while at < end {
+            let stop = end.min((at / PAGE) * PAGE + CHUNK);
+            let first = at / PAGE;
+            let pages = (stop - 1) / PAGE - first + 1;
+            let Some(got) = self.pagemap.pread(&mut self.pm[..pages * 8], (first * 8) as u64) else {
+                return false;
+            };
+            let flags = |pm: &[u8], k: usize| -> u64 {
+                if (k + 1) * 8 > got {
+                    return 0;
+                }
+                u64::from_ne_bytes(pm[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]))
+            };
+            let mut p = 0;
+            while p < pages {
+                let flag = flags(self.pm, p);
+                if flag & (1 << 62) != 0 {
+                    return false;
+                }
+                if flag & (1 << 63) == 0 {
+                    p += 1;
                     continue;
                 }
-                // Not permitted here (seccomp, an old kernel): no answer.
-                _ => return false,
+                let mut q = p + 1;
+                while q < pages && flags(self.pm, q) & (1 << 63) != 0 {
+                    q += 1;
+                }
+                if !f(self, ((first + p) * PAGE).max(at), ((first + q) * PAGE).min(stop)) {
+                    return false;
+                }
+                p = q;
             }
+            at = stop;
         }
-        let n = n as usize;
-        f(&buf[..n - n % WORD]);
-        at += if n == 0 { PAGE - at % PAGE } else { n };
+        true
     }
-    true
+
+    /// Hands `f` the contents of many small blocks `(addr, size)`, each whole, reading up
+    /// to [`IOV_MAX`] of them a call (a block each call made the scan of a heap of Python
+    /// objects, all linked by the collector, 80k system calls). A block that cannot be
+    /// read (freed and unmapped meanwhile) is skipped.
+    fn read_many(&mut self, blocks: &[(usize, usize)], mut f: impl FnMut(&[u8])) -> bool {
+        let mut i = 0;
+        while i < blocks.len() {
+            let (mut n, mut used) = (0, 0);
+            while i + n < blocks.len() && n < IOV_MAX && used + blocks[i + n].1 <= self.buf.len() {
+                let (addr, size) = blocks[i + n];
+                // SAFETY: `used + size <= buf.len()`.
+                self.local[n] = libc::iovec {
+                    iov_base: unsafe { self.buf.as_mut_ptr().add(used) }.cast::<c_void>(),
+                    iov_len: size,
+                };
+                self.remote[n] = libc::iovec {
+                    iov_base: addr as *mut c_void,
+                    iov_len: size,
+                };
+                used += size;
+                n += 1;
+            }
+            if n == 0 {
+                // Larger than the buffer: read in chunks.
+                let (addr, size) = blocks[i];
+                if !self.read(addr, addr + size, &mut f) {
+                    return false;
+                }
+                i += 1;
+                continue;
+            }
+            // SAFETY: every local iovec lies in `buf`; the kernel checks the remote ones.
+            let got = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    self.local.as_ptr(),
+                    n as u64,
+                    self.remote.as_ptr(),
+                    n as u64,
+                    0,
+                )
+            };
+            if got < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    // The first block failed: skip it and go on with the next.
+                    Some(libc::EFAULT) | Some(libc::EINTR) | Some(libc::ENOMEM) => {
+                        i += 1;
+                        continue;
+                    }
+                    _ => return false,
+                }
+            }
+            // The reads stop at the first block that fails: those read are whole.
+            let got = got as usize;
+            let mut off = 0;
+            let mut done = 0;
+            while done < n && off + blocks[i + done].1 <= got {
+                let size = blocks[i + done].1;
+                f(&self.buf[off..off + size - size % WORD]);
+                off += size;
+                done += 1;
+            }
+            // A block read in part failed: skipped.
+            i += done.max(1).min(n);
+        }
+        true
+    }
 }
 
 /// Whether a line of `/proc/self/maps` is writable memory worth scanning, and its range.
@@ -387,9 +530,11 @@ pub(crate) fn lost(stack_top: usize) -> Option<[(i64, i64); MAX_RUNS]> {
         .sum();
     // At most half full, so that a probe meets an empty slot soon.
     let pages_len = (indexed * 2).next_power_of_two().max(1024);
-    let mut pages_buf = Buf::new(pages_len * WORD)?;
+    let mut pages_buf = Buf::new(pages_len * std::mem::size_of::<(usize, u32, u32)>())?;
     let mut read_buf = Buf::new(CHUNK)?;
     let mut map_buf = Buf::new((CHUNK / PAGE) * 8)?;
+    let mut iov_buf = Buf::new(2 * IOV_MAX * std::mem::size_of::<libc::iovec>())?;
+    let mut batch_buf = Buf::new(IOV_MAX * std::mem::size_of::<(usize, usize)>())?;
     let (maps, maps_len) = read_maps()?;
 
     // The tracker's own memory: its slot arrays, and the scan's buffers.
@@ -408,6 +553,8 @@ pub(crate) fn lost(stack_top: usize) -> Option<[(i64, i64); MAX_RUNS]> {
         &pages_buf,
         &read_buf,
         &map_buf,
+        &iov_buf,
+        &batch_buf,
         &maps,
     ] {
         add(b.range());
@@ -416,14 +563,13 @@ pub(crate) fn lost(stack_top: usize) -> Option<[(i64, i64); MAX_RUNS]> {
     let skip = &mut skip[..nskip];
     skip.sort_unstable();
 
-    let pagemap = Fd::open(c"/proc/self/pagemap")?;
     // SAFETY: both mappings live until the end of this function and are distinct.
     let entries: &[Entry] = unsafe { std::slice::from_raw_parts(entries_buf.ptr.cast::<Entry>(), n) };
     let reached = &mut reached_buf.slice::<u8>()[..n];
     let mut blocks = Blocks {
         entries,
         reached,
-        pages: &mut pages_buf.slice::<usize>()[..pages_len],
+        pages: &mut pages_buf.slice::<(usize, u32, u32)>()[..pages_len],
         lo: usize::MAX,
         hi: 0,
         large_lo: usize::MAX,
@@ -444,67 +590,49 @@ pub(crate) fn lost(stack_top: usize) -> Option<[(i64, i64); MAX_RUNS]> {
     if total > MAX_WRITABLE {
         return None;
     }
-    let sp = stack_top;
-    let read = read_buf.slice::<u8>();
-    let pm = map_buf.slice::<u8>();
-    let mut ok = true;
+    let (local, remote) = iov_buf.slice::<libc::iovec>().split_at_mut(IOV_MAX);
+    let mut reader = Reader {
+        pid: std::process::id() as libc::pid_t,
+        pagemap: Fd::open(c"/proc/self/pagemap")?,
+        buf: read_buf.slice::<u8>(),
+        pm: map_buf.slice::<u8>(),
+        local,
+        remote,
+    };
     for line in text.split(|&b| b == b'\n') {
         let Some((mut start, end)) = writable(line) else {
             continue;
         };
-        if (start..end).contains(&sp) {
-            start = sp & !(WORD - 1);
+        if (start..end).contains(&stack_top) {
+            start = stack_top & !(WORD - 1);
         }
         // The roots: the mapping minus our own memory and minus the tracked blocks.
+        let mut ok = true;
         outside(start, end, skip, |s, e| {
-            let mut at = s;
-            while ok && at < e {
-                // The page map of the next chunk's pages: only present pages are read.
-                let stop = e.min((at / PAGE) * PAGE + CHUNK);
-                let first = at / PAGE;
-                let pages = (stop - 1) / PAGE - first + 1;
-                let Some(got) = pagemap.pread(&mut pm[..pages * 8], (first * 8) as u64) else {
-                    ok = false;
-                    return;
-                };
-                let mut p = 0;
-                while p < pages && ok {
-                    let flags = |k: usize| -> u64 {
-                        if (k + 1) * 8 > got {
-                            return 0;
-                        }
-                        u64::from_ne_bytes(pm[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]))
-                    };
-                    let f = flags(p);
-                    if f & (1 << 62) != 0 {
-                        // Swapped out: it may hold the only pointer to a block.
-                        ok = false;
-                        return;
-                    }
-                    if f & (1 << 63) == 0 {
-                        p += 1;
-                        continue;
-                    }
-                    let mut q = p + 1;
-                    while q < pages && flags(q) & (1 << 63) != 0 {
-                        q += 1;
-                    }
-                    let (rs, re) = (((first + p) * PAGE).max(at), ((first + q) * PAGE).min(stop));
-                    ok &= scan_roots(&mut blocks, rs, re, read);
-                    p = q;
-                }
-                at = stop;
-            }
+            ok = ok && reader.present(s, e, |r, s, e| scan_roots(r, &mut blocks, s, e));
         });
         if !ok {
             return None;
         }
     }
-    // Then what the reached blocks point to, until nothing new is reached.
+    // Then what the reached blocks point to, until nothing new is reached: the small
+    // blocks many a call, the large ones (mappings) by their present pages.
+    let batch = batch_buf.slice::<(usize, usize)>();
     while blocks.npending > 0 {
-        blocks.npending -= 1;
-        let e = blocks.entries[blocks.pending[blocks.npending] as usize];
-        if !read_range(e.addr, e.addr + e.size(), read, |data| blocks.scan_words(data)) {
+        let mut k = 0;
+        while blocks.npending > 0 && k < batch.len() {
+            blocks.npending -= 1;
+            let e = blocks.entries[blocks.pending[blocks.npending] as usize];
+            if pages_of(&e).is_some() {
+                batch[k] = (e.addr, e.size());
+                k += 1;
+            } else if !reader.present(e.addr, e.addr + e.size(), |r, s, e| {
+                r.read(s, e, |data| blocks.scan_words(data))
+            }) {
+                return None;
+            }
+        }
+        if !reader.read_many(&batch[..k], |data| blocks.scan_words(data)) {
             return None;
         }
     }
@@ -519,7 +647,7 @@ pub(crate) fn lost(stack_top: usize) -> Option<[(i64, i64); MAX_RUNS]> {
 }
 
 /// Scans `[start, end)` (present pages) as roots: every word outside the tracked blocks.
-fn scan_roots(blocks: &mut Blocks<'_>, start: usize, end: usize, buf: &mut [u8]) -> bool {
+fn scan_roots(reader: &mut Reader<'_>, blocks: &mut Blocks<'_>, start: usize, end: usize) -> bool {
     let start = start.next_multiple_of(WORD);
     // The first block ending after `start`.
     let mut i = blocks
@@ -528,11 +656,8 @@ fn scan_roots(blocks: &mut Blocks<'_>, start: usize, end: usize, buf: &mut [u8])
     let mut at = start;
     while at < end {
         let next = blocks.entries.get(i).map_or(end, |e| e.addr.clamp(at, end));
-        if next > at {
-            let (s, e) = (at, next);
-            if !read_range(s, e, buf, |data| blocks.scan_words(data)) {
-                return false;
-            }
+        if next > at && !reader.read(at, next, |data| blocks.scan_words(data)) {
+            return false;
         }
         match blocks.entries.get(i) {
             Some(b) if b.addr < end => {
