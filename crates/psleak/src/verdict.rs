@@ -832,8 +832,8 @@ fn judge_tail(policy: &Policy, runs: &[Run], m: Metric, s: &Streak, judge: Judge
             // that doubles up to a few MiB and is then reused is seen to stop.
             let footprint: i64 = runs.iter().map(|r| r.growth.footprint().max(0)).sum();
             let cheap = s.seconds < CHEAP_CONFIRM_SECONDS && footprint < policy.budget() / 8;
-            // Survivors that nothing points to are no cache's: three runs of three sizes
-            // show they scale with the calls.
+            // Survivors that nothing points to are no cache's: two runs of two sizes show
+            // that they scale with the calls.
             let needed = if m.is_survivors() && lost_tail(tail) {
                 needed.min(LOST_CONFIRM_RUNS)
             } else if cheap {
@@ -938,8 +938,9 @@ fn judged_runs(runs: &[Run], m: Metric) -> &[Run] {
 }
 
 /// Runs whose survivors nothing points to confirm a leak of native blocks over this many
-/// runs (three sizes), not [`Policy::confirm_runs`] and the two more of a cheap streak.
-const LOST_CONFIRM_RUNS: u32 = 3;
+/// runs (of two sizes, in proportion), not [`Policy::confirm_runs`] and the two more of a
+/// cheap streak: no cache holds such blocks, and no later run can free them.
+const LOST_CONFIRM_RUNS: u32 = 2;
 
 /// Whether at least half of the run's surviving blocks were found lost.
 fn mostly_lost(r: &Run) -> bool {
@@ -1003,6 +1004,9 @@ fn budget_findings(policy: &Policy, runs: &[Run]) -> Vec<Finding> {
     out.sort_by_key(|(g, f)| (f.metric.precision_rank(), std::cmp::Reverse(*g)));
     out.into_iter().map(|(_, f)| f).collect()
 }
+
+/// Address space a run must have mapped to count as a step (see [`decide`]).
+const STEP_BYTES: i64 = 1 << 20;
 
 /// Runs whose heap growth [`decide`] judges for a trend net of what the survivors explain:
 /// the latest 64.
@@ -1196,12 +1200,37 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
     let trending = seen || starting || undecided || persisting;
     // Blind to the heap, only full-size runs count towards a clean verdict.
     let counts = |i: usize, r: &Run| quiet_at(i, r) && (!policy.blind() || r.calls >= policy.run_cap());
-    let quiet_tail = runs
-        .iter()
-        .enumerate()
-        .rev()
-        .take_while(|(i, r)| counts(*i, r))
-        .count() as u32;
+    // While allocations are tracked, one run that mapped new address space (a MiB or
+    // more) untracked, its survivors quiet, is a step when the quiet run after it made at
+    // least twice its calls: growth that scaled with the calls would have shown there
+    // twice over. Such a step (glibc mapping a new arena, or caching a thread stack, for a
+    // function that starts a thread per call: +8 or +64 MiB of address space and a few
+    // KiB of heap, once) does not break the quiet tail: `clean_py_thread` made 4-6 runs
+    // of up to 1,600 calls of 60-90 us for two quiet ones in a row. Growth of the heap
+    // alone is no step: a small leak under allocator noise grows it now and then.
+    let step = |i: usize, r: &Run| {
+        tracked
+            && policy.enabled[Metric::Vms.index()]
+            && r.growth.get(Metric::Vms) >= STEP_BYTES
+            && runs
+                .get(i + 1)
+                .is_some_and(|a| a.calls >= 2 * r.calls && counts(i + 1, a))
+            && Metric::ALL
+                .into_iter()
+                .filter(|m| policy.enabled[m.index()] && m.is_survivors())
+                .all(|m| r.growth.get(m) <= t.get(m))
+    };
+    let mut quiet_tail = 0u32;
+    let mut forgiven = false;
+    for (i, r) in runs.iter().enumerate().rev() {
+        if counts(i, r) {
+            quiet_tail += 1;
+        } else if !forgiven && step(i, r) {
+            forgiven = true;
+        } else {
+            break;
+        }
+    }
     let long_enough = !policy.blind() || last.calls >= policy.run_cap();
     if quiet_tail >= policy.clean_runs.min(policy.retries) && !trending && long_enough {
         return Decision::Clean;
@@ -1928,18 +1957,18 @@ mod tests {
     }
 
     #[test]
-    fn a_leak_nothing_points_to_is_confirmed_over_three_runs() {
+    fn a_leak_nothing_points_to_is_confirmed_over_two_runs() {
         // One block a call in a function that starts a thread (250 us a call): its
         // streak is cheap, so, judged on counts alone, it is confirmed over two more runs
         // of four times the calls (a cache of thousands would have stopped filling).
         let per_call = |_: u64, n: u64| n as i64;
         let (d, counted, _) = simulate_scans(250e-6, per_call, 0.0);
         assert_eq!(leak_metric(&d), Some(Metric::NativeBytes), "{counted:?}");
-        // Nothing points to the blocks: no cache holds them, and three runs of three sizes
-        // confirm the leak (200 + 400 + 800 calls), with one scan.
+        // Nothing points to the blocks: no cache holds them, and two runs of two sizes
+        // confirm the leak (200 + 400 calls), with one scan.
         let (d, lost, scans) = simulate_scans(250e-6, per_call, 0.99);
         assert_eq!(leak_metric(&d), Some(Metric::NativeBytes), "{lost:?}");
-        assert_eq!(lost.iter().map(|r| r.calls).collect::<Vec<_>>(), [200, 400, 800]);
+        assert_eq!(lost.iter().map(|r| r.calls).collect::<Vec<_>>(), [200, 400]);
         assert_eq!(scans, 1);
         let calls = |runs: &[Run]| runs.iter().map(|r| r.calls).sum::<u64>();
         assert!(calls(&counted) >= 4 * calls(&lost), "{counted:?}");
@@ -1949,9 +1978,40 @@ mod tests {
         let (d, runs, scans) = simulate_scans(60e-6, cache, 0.0);
         assert_eq!(d, Decision::Clean, "{runs:?}");
         assert!(scans >= 1);
+        // Blocks lost once, in the first run (a lazy initialisation that drops a pointer),
+        // are no leak per call.
+        let (d, runs, _) = simulate_scans(250e-6, |before, _| if before == 0 { 50 } else { 0 }, 1.0);
+        assert_eq!(d, Decision::Clean, "{runs:?}");
         // A clean function never asks.
         let (d, _, scans) = simulate_scans(250e-6, |_, _| 0, 0.0);
         assert_eq!((d, scans), (Decision::Clean, 0));
+    }
+
+    #[test]
+    fn an_arena_mapped_once_is_a_step_and_mappings_that_scale_are_a_leak() {
+        // clean_py_thread under PYTHONMALLOC=malloc, 70 us a call: glibc maps a new arena
+        // in the second run (64 MiB of address space, 12 KiB resident, 2.4 KiB of heap),
+        // and nothing grows after. The run of twice its calls after it says it was a step.
+        let (d, runs) = simulate_runs(&policy(), 70e-6, |before, n| {
+            let mut v = Values::default();
+            if before == 200 {
+                v.set(Metric::Vms, 64 << 20);
+                v.set(Metric::Anon, 12 << 10);
+                v.set(Metric::Rss, 12 << 10);
+                v.set(Metric::Heap, 2416);
+            }
+            Run::new(n, v)
+        });
+        assert_eq!(d, Decision::Clean, "{runs:?}");
+        assert_eq!(runs.iter().map(|r| r.calls).collect::<Vec<_>>(), [200, 200, 400]);
+        // Address space that grows with the calls (untracked mappings, a MiB every 100
+        // calls) is never quiet after.
+        let (d, runs) = simulate_runs(&policy(), 70e-6, |_, n| {
+            let mut v = Values::default();
+            v.set(Metric::Vms, (n as i64 / 100) << 20);
+            Run::new(n, v)
+        });
+        assert_eq!(leak_metric(&d), Some(Metric::Vms), "{runs:?}");
     }
 
     #[test]
