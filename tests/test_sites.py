@@ -12,6 +12,7 @@ import ctypes
 import os
 import re
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,41 @@ def test_the_trackers_own_table_is_not_the_functions_growth() -> None:
     for run in report.data["runs"]:
         for metric in ("anon", "rss", "vms"):
             assert run["growth"][metric] < 512 << 10, report.text
+
+
+def _slowly(fun: object, seconds: float) -> object:
+    """``fun`` made to take ``seconds`` more a call (a busy wait), so that the runs cost more
+    than a reachability scan and the engine asks for one."""
+
+    def slow() -> None:
+        fun()  # type: ignore[operator]
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    return slow
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+def test_a_leak_nothing_points_to_is_confirmed_in_two_runs() -> None:
+    # A thread per call that loses 1 KiB: counted alone, its cheap streak was confirmed
+    # over two more runs of four times the calls (6,200 calls and more); nothing points to
+    # the blocks, which no cache would allow, and 200 + 400 calls confirm it.
+    ext = leakmatrix.load_extension()
+    report = psleak.check(_slowly(ext.leak_thread_malloc, 100e-6))
+    assert not report.clean, report.text
+    assert [r["calls"] for r in report.data["runs"]] == [200, 400], report.text
+    assert any("nothing in the process points to" in n for n in report.data["notes"]), report.text
+
+
+@pytest.mark.skipif(not _native_supported(), reason="allocation tracking runs on Linux")
+def test_a_cache_keeps_pointers_to_its_blocks_and_passes() -> None:
+    # 1,000 slots of malloc(128), filled one a call: its blocks survive in proportion to
+    # the calls until it is full, like a leak's, but a static array points to each.
+    ext = leakmatrix.load_extension()
+    report = psleak.check(_slowly(ext.lookalike_bounded_cache, 100e-6))
+    assert report.clean, report.text
+    assert not any("points to" in n for n in report.data["notes"]), report.text
 
 
 STRIPPED_SOURCE = r"""

@@ -179,7 +179,7 @@ def _through_origin(growth: Sequence[int], calls: Sequence[int]) -> bool:
     return rate > 0 and offset <= 0.25 * rate * mean_c
 
 
-def _clear_caches() -> None:
+def clear_caches() -> None:
     """Empties CPython's type attribute cache (Objects/typeobject.c, ``type_cache``): each
     of its 4096 entries holds a reference to an attribute name, and a class whose
     attributes change gets a new version tag, so that lookups of the same name fill new
@@ -223,7 +223,7 @@ class Census:
     def _take(self, before: Any) -> Any:
         started = time.perf_counter()
         gc.collect()
-        _clear_caches()
+        clear_caches()
         if self._unfreeze:
             gc.unfreeze()
         try:
@@ -268,12 +268,12 @@ class Census:
                 break
             window = max(MIN_WINDOW, int(min(calls, MAX_BASE) * factor))
             settle()
-            _clear_caches()
+            clear_caches()
             start = [sys.getrefcount(c.obj) for c in alive]
             for _ in range(window):
                 fun()
             settle()
-            _clear_caches()
+            clear_caches()
             for c, was in zip(alive, start):
                 c.growth.append(sys.getrefcount(c.obj) - was)
                 c.calls.append(window)
