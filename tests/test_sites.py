@@ -127,7 +127,7 @@ def test_a_leak_nothing_points_to_is_confirmed_in_two_runs() -> None:
     # over two more runs of four times the calls (6,200 calls and more); nothing points to
     # the blocks, which no cache would allow, and 200 + 400 calls confirm it.
     ext = leakmatrix.load_extension()
-    report = psleak.check(_slowly(ext.leak_thread_malloc, 100e-6))
+    report = psleak.check(_slowly(ext.leak_thread_malloc, 200e-6))
     assert not report.clean, report.text
     assert [r["calls"] for r in report.data["runs"]] == [200, 400], report.text
     assert any("nothing in the process points to" in n for n in report.data["notes"]), report.text

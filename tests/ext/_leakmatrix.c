@@ -251,7 +251,8 @@ clean_intermittent(PyObject *m, PyObject *a)
  * ====================================================================== */
 
 #define FILL_ENTRIES 150
-static void *fill_cache[2][FILL_ENTRIES];
+/* volatile: never read back, the stores would be dropped, and the blocks lost */
+static void *volatile fill_cache[2][FILL_ENTRIES];
 static unsigned long fill_calls[2];
 
 static PyObject *
@@ -828,7 +829,8 @@ clean_native_thread(PyObject *m, PyObject *a)
  * ====================================================================== */
 
 #define CACHE_SLOTS 1000
-static void *bounded_cache[CACHE_SLOTS];
+/* volatile: never read back, the stores would be dropped, and the blocks lost */
+static void *volatile bounded_cache[CACHE_SLOTS];
 static size_t bounded_cache_used = 0;
 
 /* one malloc(128) per call until 1000 slots are full; never freed */

@@ -707,30 +707,39 @@ impl<'a, H: Host> Driver<'a, H> {
     }
 }
 
-/// What the latest reachability scan took, seconds (as f64 bits; 0: none yet), and how
-/// many blocks it looked at. A scan reads the process's memory, so its cost depends on the
-/// process more than on the check, and grows with the blocks tracked.
+/// The latest reachability scan: seconds it took (as f64 bits; 0: none yet), blocks it
+/// looked at, and the process's resident bytes then. A scan reads the process's memory,
+/// so its cost grows with what is resident and with the blocks tracked.
 static SCAN_SECONDS: AtomicU64 = AtomicU64::new(0);
 static SCAN_BLOCKS: AtomicU64 = AtomicU64::new(0);
+static SCAN_RESIDENT: AtomicU64 = AtomicU64::new(0);
 
-/// A scan's cost before any was made, seconds: 8-10 ms in the leak matrix's process.
-const FIRST_SCAN_SECONDS: f64 = 0.02;
+/// What reading a resident byte costs a scan before any was made, seconds: 2 GB/s, about
+/// half what the leak matrix's process measured (27 MB resident, 7-10 ms a scan).
+const SCAN_SECONDS_PER_BYTE: f64 = 0.5e-9;
 
 /// What a scan costs per block tracked, seconds: 150k blocks of Python objects (all
 /// pointing at each other) took 270 ms with a binary search per pointer.
 const SCAN_SECONDS_PER_BLOCK: f64 = 2e-6;
 
+fn resident() -> f64 {
+    backend::memory_quick().map_or(0.0, |(rss, _)| rss as f64)
+}
+
 /// Whether a reachability scan of `blocks` tracked blocks costs less than the `saved`
-/// seconds of calls it may spare.
+/// seconds of calls it may spare: the latest scan's cost, less its blocks', scaled by
+/// what is resident now (a process that grew by a GiB reads a GiB more).
 fn scan_pays(saved: f64, blocks: i64) -> bool {
     let last = f64::from_bits(SCAN_SECONDS.load(Ordering::Relaxed));
     let last_blocks = SCAN_BLOCKS.load(Ordering::Relaxed) as f64;
-    let base = if last > 0.0 {
-        (last - last_blocks * SCAN_SECONDS_PER_BLOCK).max(last / 4.0)
+    let then = SCAN_RESIDENT.load(Ordering::Relaxed) as f64;
+    let now = resident();
+    let base = if last > 0.0 && then > 0.0 {
+        (last - last_blocks * SCAN_SECONDS_PER_BLOCK).max(last / 4.0) * (now / then).max(0.5)
     } else {
-        FIRST_SCAN_SECONDS
+        now * SCAN_SECONDS_PER_BYTE
     };
-    saved > base + blocks.max(0) as f64 * SCAN_SECONDS_PER_BLOCK
+    saved > base.max(1e-3) + blocks.max(0) as f64 * SCAN_SECONDS_PER_BLOCK
 }
 
 /// [`Tracking::lost`] of `blocks` tracked blocks, its cost noted for [`scan_pays`].
@@ -739,6 +748,7 @@ fn timed_scan(tracking: &Tracking, blocks: i64) -> Option<[(i64, i64); crate::tr
     let lost = tracking.lost();
     SCAN_SECONDS.store(started.elapsed().as_secs_f64().to_bits(), Ordering::Relaxed);
     SCAN_BLOCKS.store(blocks.max(0) as u64, Ordering::Relaxed);
+    SCAN_RESIDENT.store(resident() as u64, Ordering::Relaxed);
     lost
 }
 
