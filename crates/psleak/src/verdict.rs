@@ -2042,6 +2042,25 @@ mod tests {
     }
 
     #[test]
+    fn page_granular_growth_is_proportional_within_a_page() {
+        // 64 B a call in pages of 4 KiB, tracking blind to it (a private arena): a page
+        // every 64 calls, 12 or 16 KiB in a run of 200 as the run starts within a page.
+        // Called clean 5 times in 12 when the second run grew a page more.
+        let mut p = policy();
+        p.enabled[Metric::NativeBlocks.index()] = true;
+        let (d, runs) = simulate_runs(&p, 1e-6, |before, n| {
+            let pages = |calls: u64| (calls * 64 + 3200) / 4096;
+            let mut v = Values::default();
+            let grown = ((pages(before + n) - pages(before)) * 4096) as i64;
+            v.set(Metric::Anon, grown);
+            v.set(Metric::Rss, grown);
+            Run::new(n, v)
+        });
+        assert_eq!(leak_metric(&d), Some(Metric::Anon), "{runs:?}");
+        assert_eq!(runs[1].growth.get(Metric::Anon), 16 << 10, "the case: {runs:?}");
+    }
+
+    #[test]
     fn an_arena_mapped_once_is_a_step_and_mappings_that_scale_are_a_leak() {
         // clean_py_thread under PYTHONMALLOC=malloc, 70 us a call: glibc maps a new arena
         // in the second run (64 MiB of address space, 12 KiB resident, 2.4 KiB of heap),
