@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_progress_on_a_terminal() -> None:
     assert r.returncode == 1
     text = out.decode()
     assert "\r\x1b[Krun 1/10: 50 calls, heap +" in text
-    assert "\r\x1b[Krun 4/10: 400 calls, heap +" in text
+    assert re.search(r"\r\x1b\[Krun 4/10: \d+ calls, heap \+", text), text
     assert text.endswith("\r\x1b[K")  # the line is erased before the report
     assert "run 1/10" not in r.stdout
 

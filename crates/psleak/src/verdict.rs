@@ -1008,6 +1008,10 @@ fn budget_findings(policy: &Policy, runs: &[Run]) -> Vec<Finding> {
     out.into_iter().map(|(_, f)| f).collect()
 }
 
+/// Heap growth that a run which left no survivor may show and still be quiet, bytes:
+/// freed chunks held by glibc's caches (see [`decide`]).
+const HELD_FREED: i64 = 16 << 10;
+
 /// Address space a run must have mapped to count as a step (see [`decide`]).
 const STEP_BYTES: i64 = 1 << 20;
 
@@ -1078,11 +1082,24 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
     // leak keeps its rate and is judged when `retries` run out, a cache or free lists
     // filling ever more slowly do not spend every retry (psutil's disk_io_counters: 30 of
     // 30 runs at 0.1-2.6 B/call, falling).
+    // While tracked, a run that left no survivor at all freed every block it allocated
+    // through the hooks: heap growth beside that, up to 16 KiB, is chunks it freed that
+    // glibc's caches hold and count as in use (tcache, up to 7 of each size; fastbins), and
+    // no run needs to outlast it (psutil's net_connections(), 9.5 ms a call: 0.3-2.1 KiB a
+    // run without a survivor kept it going for 6 runs, 951 calls, 9 s). Growth that keeps
+    // pace with the calls (a leak through a pointer that bypasses the hooks) is a trend
+    // all the same, and keeps the function from passing.
+    let freed_all = |m: Metric, r: &Run| {
+        tracked
+            && m == Metric::Heap
+            && r.growth.get(Metric::NativeBlocks) <= 0
+            && unexplained(m, r) <= HELD_FREED
+    };
     let drift = |m: Metric, r: &Run| {
         let g = unexplained(m, r);
         let tiny_rate = tiny(m, g as f64 / r.calls.max(1) as f64);
         if tracked {
-            tiny_rate || (tiny(m, 0.0) && g <= TCACHE_SLACK)
+            tiny_rate || (tiny(m, 0.0) && g <= TCACHE_SLACK) || freed_all(m, r)
         } else {
             tiny_rate && fading(runs, m)
         }
@@ -1639,9 +1656,12 @@ mod tests {
 
     #[test]
     fn small_leak_under_allocator_noise_is_found() {
-        // 1 leak of 32 B in 10 calls (3.2 B/call) under +-2 KiB of noise per run.
+        // 1 leak of 32 B in 10 calls (3.2 B/call) under +-2 KiB of noise per run, judged from
+        // the counters (tracking off: tracked, a run that freed every block it allocated
+        // may grow the heap by up to 16 KiB of chunks glibc holds, and such a leak is one
+        // that bypasses the hooks).
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let (d, _) = simulate(&policy(), |before, n| {
+        let (d, _) = simulate(&untracked(), |before, n| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -1671,8 +1691,8 @@ mod tests {
 
     #[test]
     fn proportional_growth_with_an_offset_is_still_a_leak() {
-        // 3.2 B/call plus 300 B of noise a run.
-        let (d, _) = simulate(&policy(), |_, n| (Metric::Heap, 300 + (32 * n / 10) as i64));
+        // 3.2 B/call plus 300 B of noise a run, judged from the counters (tracking off).
+        let (d, _) = simulate(&untracked(), |_, n| (Metric::Heap, 300 + (32 * n / 10) as i64));
         assert_eq!(leak_metric(&d), Some(Metric::Heap));
     }
 
@@ -2042,6 +2062,31 @@ mod tests {
     }
 
     #[test]
+    fn heap_growth_of_a_run_that_freed_every_block_is_glibcs_caches() {
+        // psutil's net_connections(), 9.5 ms a call, tracked: no run left a survivor, the
+        // heap grew 2.1 KiB, 336 B, 1.3 KiB and 784 B in runs of 20 to 160 calls, and the
+        // check made 6 runs (951 calls, 9 s) to see two quiet ones.
+        let mut p = policy();
+        p.times = 20;
+        let mut growth = [2150, 336, 1331, 784].into_iter();
+        let (d, runs) = simulate_runs(&p, 9.5e-3, |_, n| {
+            let mut v = Values::default();
+            v.set(Metric::Heap, growth.next().unwrap_or(0));
+            Run::new(n, v)
+        });
+        assert_eq!(d, Decision::Clean, "{runs:?}");
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        // A steady leak that bypasses the hooks (a malloc pointer ctypes resolved) leaves no
+        // survivor either: it keeps pace with the calls, a trend, and is found.
+        let (d, runs) = simulate_runs(&p, 9.5e-3, |_, n| {
+            let mut v = Values::default();
+            v.set(Metric::Heap, 80 * n as i64);
+            Run::new(n, v)
+        });
+        assert_eq!(leak_metric(&d), Some(Metric::Heap), "{runs:?}");
+    }
+
+    #[test]
     fn page_granular_growth_is_proportional_within_a_page() {
         // 64 B a call in pages of 4 KiB, tracking blind to it (a private arena): a page
         // every 64 calls, 12 or 16 KiB in a run of 200 as the run starts within a page.
@@ -2393,7 +2438,8 @@ mod tests {
         // A Python thread's last few blocks live until the next thread starts: every run
         // ends with the same 3 blocks provisional, gone once the next run is made. The
         // second run also shows a step of the heap (glibc made an arena): the runs go on,
-        // doubled once for the step, not again for the blocks.
+        // doubled once for the step, not again for the blocks; once the blocks are gone,
+        // the step of a run that freed all it allocated is glibc's own.
         let p = policy();
         let mut runs: Vec<Run> = Vec::new();
         let d = loop {
@@ -2421,7 +2467,7 @@ mod tests {
         };
         assert_eq!(d, Decision::Clean);
         let calls: Vec<u64> = runs.iter().map(|r| r.calls).collect();
-        assert_eq!(calls, [200, 400, 800, 800]);
+        assert_eq!(calls, [200, 400, 800]);
     }
 
     #[test]

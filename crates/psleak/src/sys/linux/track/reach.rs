@@ -280,7 +280,10 @@ impl Reader<'_> {
             };
             if n < 0 {
                 match std::io::Error::last_os_error().raw_os_error() {
-                    Some(libc::EFAULT) | Some(libc::EINTR) | Some(libc::ENOMEM) => {
+                    // Interrupted: again (a page skipped could hold the only pointer).
+                    Some(libc::EINTR) => continue,
+                    // Unmapped meanwhile: it holds no pointer any more.
+                    Some(libc::EFAULT) => {
                         at = (at / PAGE + 1) * PAGE;
                         continue;
                     }
@@ -385,8 +388,9 @@ impl Reader<'_> {
             };
             if got < 0 {
                 match std::io::Error::last_os_error().raw_os_error() {
-                    // The first block failed: skip it and go on with the next.
-                    Some(libc::EFAULT) | Some(libc::EINTR) | Some(libc::ENOMEM) => {
+                    Some(libc::EINTR) => continue,
+                    // The first block is gone (freed and unmapped meanwhile): the next.
+                    Some(libc::EFAULT) => {
                         i += 1;
                         continue;
                     }
