@@ -502,14 +502,13 @@ impl<'a, H: Host> Driver<'a, H> {
                 ));
             }
         }
-        // What the reachability scan found, when one was made and it decided the leak.
+        // What the latest reachability scan found, when one was made and the function leaks.
         let lost: i64 = runs.iter().map(|r| r.lost).sum();
         if lost > 0 && matches!(decision, Decision::Leak(_)) {
             let alive: i64 = runs.iter().map(|r| r.growth.get(Metric::NativeBlocks)).sum();
             self.notes.push(format!(
                 "nothing in the process points to {lost} of the {alive} native blocks the runs \
-                 left alive: leaked for certain, no cache holds them (confirmed over {} runs)",
-                runs.len()
+                 left alive: leaked for certain, no cache holds them"
             ));
         }
         // Sites for what tracking counted, and for the runtime's blocks (Python objects in
