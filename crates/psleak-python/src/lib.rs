@@ -216,6 +216,8 @@ struct PyHost<'py> {
     calls: u64,
     progress_error: Option<PyErr>,
     locator: Option<Bound<'py, Locator>>,
+    /// Whether the memory runs found a leak (see `Host::runs_decided`).
+    runs_leaked: bool,
 }
 
 impl psleak::Host for PyHost<'_> {
@@ -249,12 +251,18 @@ impl psleak::Host for PyHost<'_> {
             .and_then(|f| f.call0().ok()?.extract::<i64>().ok())
     }
 
+    fn runs_decided(&mut self, leaked: bool) {
+        self.runs_leaked = leaked;
+    }
+
     fn resources(&mut self, phase: psleak::Phase, out: &mut Vec<psleak::Resource>) -> PyResult<()> {
         let Some(f) = &self.resources else { return Ok(()) };
         let phase = match phase {
             psleak::Phase::BeforeCall => "before_call",
             psleak::Phase::AfterCall => "after_call",
             psleak::Phase::BeforeRuns => "before_runs",
+            // After runs that found a leak, the census after them would be skipped.
+            psleak::Phase::AfterRuns if self.runs_leaked => "after_leaking_runs",
             psleak::Phase::AfterRuns => "after_runs",
             psleak::Phase::Recheck => "recheck",
         };
@@ -607,6 +615,7 @@ mod _psleak {
             calls: 0,
             progress_error: None,
             locator: None,
+            runs_leaked: false,
         };
         let report = match check.run_host(&mut host) {
             Ok(r) => r,

@@ -114,6 +114,13 @@ pub trait Host {
         None
     }
 
+    /// The memory runs are decided: `leaked` when they found a leak. Called once, before
+    /// [`Host::resources`] is asked for [`Phase::AfterRuns`]. A host that compares a
+    /// snapshot of its own across the runs (Python: the reference-count census, a walk of
+    /// the whole heap) can skip taking the second one when the leak found already decides
+    /// the verdict.
+    fn runs_decided(&mut self, _leaked: bool) {}
+
     /// Appends the runtime's own resources (threads, gc garbage) to `out`.
     fn resources(&mut self, _phase: Phase, _out: &mut Vec<Resource>) -> std::result::Result<(), Self::Error> {
         Ok(())

@@ -538,6 +538,7 @@ impl<'a, H: Host> Driver<'a, H> {
         drop(tracking);
 
         let calls_in_runs = self.calls - calls_before_runs;
+        self.host.runs_decided(matches!(decision, Decision::Leak(_)));
         let resources_after = self.resources(Phase::AfterRuns)?;
         let outcome = if let Some(leaks) =
             self.leaks_after_settling(&resources_before, resources_after, calls_in_runs)?
@@ -615,11 +616,14 @@ impl<'a, H: Host> Driver<'a, H> {
         self.host.locate(false);
         tracking.set_run(0);
         // Run B is for A's blocks that a cache holds: none when nothing points to nearly
-        // all of them (see `Tracking::lost`).
+        // all of them (see `Tracking::lost`), or when the runs' own latest scan found
+        // nearly all of theirs lost (a cache would hold a share of those too; a second
+        // scan cost 7 ms in the leak matrix's process, more than the calls it spared).
         let tracked: i64 = tracking.survivors().iter().map(|s| s.0).sum();
         let b = if result.is_ok()
-            && scan_pays(b as f64 * self.seconds_per_call, tracked)
-            && self.mostly_lost(tracking, run_a, tracked)?
+            && (runs_mostly_lost(runs)
+                || (scan_pays(b as f64 * self.seconds_per_call, tracked)
+                    && self.mostly_lost(tracking, run_a, tracked)?))
         {
             0
         } else {
@@ -739,6 +743,14 @@ fn scan_pays(saved: f64, blocks: i64) -> bool {
         now * SCAN_SECONDS_PER_BYTE
     };
     saved > base.max(1e-3) + blocks.max(0) as f64 * SCAN_SECONDS_PER_BLOCK
+}
+
+/// Whether the runs' latest reachability scan found nine in ten or more of their surviving
+/// native blocks lost (none was made: no).
+fn runs_mostly_lost(runs: &[Run]) -> bool {
+    let lost: i64 = runs.iter().map(|r| r.lost).sum();
+    let alive: i64 = runs.iter().map(|r| r.growth.get(Metric::NativeBlocks)).sum();
+    lost > 0 && lost * 10 >= alive * 9
 }
 
 /// [`Tracking::lost`] of `blocks` tracked blocks, its cost noted for [`scan_pays`].
