@@ -8,6 +8,7 @@ into a :class:`Report` and, for a leak, into the matching exception.
 
 from __future__ import annotations
 
+import array
 import functools
 import gc
 import json
@@ -363,12 +364,21 @@ class _CaptureGate:
 
     def __init__(self, fun: Callable[[], Any]) -> None:
         self.fun = fun
+        # Counted in an array: an int attribute past 256 is a new object after every call,
+        # one block more alive than at the sample before it (sys.getallocatedblocks).
+        self._calls = array.array("q", [0])
         self.first = True
         self.handlers: list[logging.Handler] = []
         self.showwarning: Any = None
         self.dropped = 0
 
+    @property
+    def calls(self) -> int:
+        """Calls made so far."""
+        return self._calls[0]
+
     def __call__(self) -> Any:
+        self._calls[0] += 1
         if not self.first:
             return self.fun()
         self.first = False
@@ -403,9 +413,13 @@ class _CaptureGate:
 class _PythonHooks:
     """The Python side of a check: settling, block counts, Python threads, gc garbage."""
 
-    def __init__(self, checkers: Checkers, trim_callback: Callable[[], Any] | None) -> None:
+    def __init__(
+        self, checkers: Checkers, trim_callback: Callable[[], Any] | None, fun: _CaptureGate | None = None
+    ) -> None:
         self.checkers = checkers
         self.trim_callback = trim_callback
+        #: The function as the check calls it: the census counts its calls, and adds some.
+        self.fun = fun
         self.gc_debugger: GCDebugger | None = None
         self.gc_objects: dict[str, Any] = {}
         self.froze = False
@@ -443,11 +457,11 @@ class _PythonHooks:
     def resources(self, phase: str) -> list[dict[str, str]]:
         out = []
         if self.census is not None and phase == "before_runs":
-            self.census.before()
+            self.census.before(self.fun.calls if self.fun is not None else 0)
         # After runs that found a leak ("after_leaking_runs") the census is not taken: its
         # candidates would only be confirmed for a clean verdict (4-5 ms a check).
         if self.census is not None and phase == "after_runs":
-            self.census.after()
+            self.census.after(self.fun, self.settle)
         if self.checkers.gcgarbage and phase == "before_call":
             self.gc_debugger = GCDebugger().__enter__()
         if self.checkers.gcgarbage and phase == "after_call":
@@ -512,7 +526,7 @@ def check(
     started = time.perf_counter()
     target = functools.partial(fun, *args) if args else fun
     gate = _CaptureGate(target)
-    hooks = _PythonHooks(checkers, k["trim_callback"])
+    hooks = _PythonHooks(checkers, k["trim_callback"], gate)
     held = _refcount.HeldReferences(target if subject is None else subject) if checkers.refcounts else None
     try:
         hooks.open()

@@ -31,7 +31,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import _psleak
 
@@ -55,6 +55,22 @@ MIN_WINDOW = 64
 #: The windows are sized from at most this many calls of the runs: a function the memory
 #: check ran 16,000 times (allocator noise) is not called 40,000 times more.
 MAX_BASE = 2000
+#: Calls the census should span (between its two readings): a leak on one call in 200
+#: leaves 2 references over the 400 calls of a clean function's runs, under MIN_GROWTH, and
+#: 5 over 1,000. Calls are added after the runs while they stay cheap (SPAN_SECONDS).
+SPAN_CALLS = 1000
+#: Longest the calls added to the census's span may take, seconds: about a fifth of what
+#: the census itself costs in a small process.
+SPAN_SECONDS = 0.002
+#: Growth the windows are sized to show at the slowest candidate's rate, when the runs'
+#: calls give less: the counts of shared objects (``None``, ``True``, small ints) move by
+#: a few either way between two readings whatever the calls (the collector, frames), and a
+#: reference to ``None`` leaked on one call in 50 rose by 2 instead of 4 in a window of
+#: 200 calls, below the pace, and was called clean.
+WINDOW_GROWTH = 32
+#: ...but a window sized for it takes at most this long (seconds), given the cost of a call
+#: in the runs: a slow function is not called for minutes to confirm a rare leak.
+WINDOW_SECONDS = 0.5
 
 
 def is_immortal(obj: object) -> bool:
@@ -121,6 +137,33 @@ def _module_of(obj: object) -> str:
     except Exception:  # an object whose attributes raise is still a subject
         return ""
     return module if isinstance(module, str) else ""
+
+
+class CountingCall(Protocol):
+    """The function under test as the census calls it: a callable that counts its calls."""
+
+    @property
+    def calls(self) -> int: ...
+
+    def __call__(self) -> Any: ...
+
+
+def _extend(fun: CountingCall, calls: int, seconds: float) -> int:
+    """Calls ``fun`` up to ``SPAN_CALLS - calls`` times, in doubling batches, while the calls
+    stay within :data:`SPAN_SECONDS`; none when the ``calls`` made in ``seconds`` (the
+    runs, with their sampling: an upper bound of a call's cost) say one call may take
+    longer. Returns the calls made."""
+    if calls <= 0 or calls >= SPAN_CALLS or seconds / calls > SPAN_SECONDS:
+        return 0
+    deadline = time.perf_counter() + SPAN_SECONDS
+    made, batch = 0, 1
+    while calls + made < SPAN_CALLS and time.perf_counter() < deadline:
+        n = min(batch, SPAN_CALLS - calls - made)
+        for _ in range(n):
+            fun()
+        made += n
+        batch *= 2
+    return made
 
 
 class Candidate:
@@ -203,6 +246,10 @@ class Census:
         self._frozen_by_program = False
         self.counted = 0
         self.seconds = 0.0
+        #: Calls between the two readings (see :meth:`after`).
+        self.span = 0
+        self._calls_before = 0
+        self._taken_at = 0.0
 
     @property
     def notes(self) -> list[str]:
@@ -243,39 +290,63 @@ class Census:
                 gc.freeze()
             self.seconds += time.perf_counter() - started
 
-    def before(self) -> None:
-        """The census before the runs."""
+    def before(self, calls: int = 0) -> None:
+        """The census before the runs; ``calls``: the calls made so far (see :meth:`after`)."""
         self._before = self._take(None)
         self.counted = len(self._before)
+        self._calls_before = calls
+        self._taken_at = time.perf_counter()
 
-    def after(self) -> None:
-        """The census after the runs: the objects whose count rose by MIN_GROWTH or more."""
+    def after(self, fun: CountingCall | None = None, settle: Callable[[], Any] | None = None) -> None:
+        """The census after the runs: the objects whose count rose by MIN_GROWTH or more.
+        ``fun``, when given, counts the calls since :meth:`before` and is called more
+        times first, towards :data:`SPAN_CALLS`, while that stays within
+        :data:`SPAN_SECONDS` (then ``settle`` is called)."""
         if self._before is None:
             return
+        if fun is not None:
+            self.span = fun.calls - self._calls_before
+            added = _extend(fun, self.span, time.perf_counter() - self._taken_at)
+            self.span += added
+            if added and settle is not None:
+                settle()
         grown = self._take(self._before)
         self._before = None
         self._grown = [(obj, after - before) for obj, before, after in grown[:MAX_CANDIDATES]]
 
-    def confirm(self, fun: Callable[[], Any], settle: Callable[[], Any], calls: int) -> list[Candidate]:
+    def confirm(
+        self, fun: Callable[[], Any], settle: Callable[[], Any], calls: int, seconds_per_call: float = 0.0
+    ) -> list[Candidate]:
         """Calls ``fun`` over the confirmation windows and returns the candidates whose
         counts kept pace (:func:`keeps_pace`) since the census before the runs (``calls``
         calls ago), largest rate first. Only the candidates are read (``sys.getrefcount``),
-        so a window costs its calls and nothing per object."""
+        so a window costs its calls and nothing per object. The windows are sized from
+        the runs' calls, or larger, to show :data:`WINDOW_GROWTH` at the slowest
+        candidate's rate within :data:`WINDOW_SECONDS` (``seconds_per_call``: what a
+        call cost in the runs, 0 if unknown)."""
+        calls = self.span or calls
         alive = [Candidate(obj, [growth], [calls]) for obj, growth in self._grown if calls > 0]
         self._grown = []
+        if not alive:
+            return []
+        base = float(min(calls, MAX_BASE))
+        need = WINDOW_GROWTH / min(c.per_call for c in alive)
+        if seconds_per_call > 0:
+            need = min(need, WINDOW_SECONDS / seconds_per_call / max(WINDOWS))
+        base = max(base, need)
         for factor in WINDOWS:
             if not alive:
                 break
-            window = max(MIN_WINDOW, int(min(calls, MAX_BASE) * factor))
+            window = max(MIN_WINDOW, int(base * factor))
             settle()
             clear_caches()
-            start = [sys.getrefcount(c.obj) for c in alive]
+            start = _counts(alive)
             for _ in range(window):
                 fun()
             settle()
             clear_caches()
-            for c, was in zip(alive, start):
-                c.growth.append(sys.getrefcount(c.obj) - was)
+            for c, was, now in zip(alive, start, _counts(alive)):
+                c.growth.append(now - was)
                 c.calls.append(window)
             alive = [c for c in alive if keeps_pace(c.growth, c.calls)]
         return sorted(alive, key=lambda c: -c.per_call)
@@ -284,6 +355,12 @@ class Census:
     def pending(self) -> bool:
         """Whether candidates await confirmation."""
         return bool(self._grown)
+
+
+def _counts(candidates: Sequence[Candidate]) -> list[int]:
+    """The candidates' reference counts, read at one place for every window: a count read in
+    a comprehension and then in a loop differed by one (``None``'s) with nothing between."""
+    return [sys.getrefcount(c.obj) for c in candidates]
 
 
 class HeldReferences:
@@ -381,7 +458,9 @@ def judged(  # noqa: PLR0917 - the pieces of one check, handed over at one call 
         if found:
             return as_refcount_leak(data, text, found, data["outcome"])
     if census is not None and census.pending and data["outcome"]["verdict"] == "clean":
-        leaks = census.confirm(fun, settle, sum(r["calls"] for r in data["runs"]))
+        calls = sum(r["calls"] for r in data["runs"])
+        seconds_per_call = float(data.get("seconds") or 0.0) / max(1, int(data.get("total_calls") or 0))
+        leaks = census.confirm(fun, settle, calls, seconds_per_call)
         if leaks:
             first = leaks[0]
             finding = {

@@ -1979,6 +1979,50 @@ clean_incref_global(PyObject *m, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static unsigned long refleak_global_calls = 0;
+
+/* one call in 200 keeps a reference to the module-level object: 2 over 400 calls */
+static PyObject *
+leak_incref_global_rare(PyObject *m, PyObject *unused)
+{
+    if (++refleak_global_calls % 200 == 0)
+        Py_INCREF(refleak_global);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_incref_global_rare(PyObject *m, PyObject *unused)
+{
+    if (++refleak_global_calls % 200 == 0) {
+        Py_INCREF(refleak_global);
+        Py_DECREF(refleak_global);
+    }
+    Py_RETURN_NONE;
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+static unsigned long refleak_none_calls = 0;
+
+/* one call in 50 keeps a reference to None (a count that moves by a few on its own) */
+static PyObject *
+leak_incref_none_rare(PyObject *m, PyObject *unused)
+{
+    if (++refleak_none_calls % 50 == 0)
+        Py_INCREF(Py_None);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_incref_none_rare(PyObject *m, PyObject *unused)
+{
+    if (++refleak_none_calls % 50 == 0) {
+        Py_INCREF(Py_None);
+        Py_DECREF(Py_None);
+    }
+    Py_RETURN_NONE;
+}
+#endif
+
 /* A bounded cache of references: the last 256 arguments, in a ring. The count of an
  * argument passed on every call rises by 256, then stays: not a leak. */
 #define REFLEAK_RING 256
@@ -2044,6 +2088,12 @@ static PyMethodDef refleak_methods[] = {
     {"clean_incref_arg_rare", (PyCFunction)clean_incref_arg_rare, METH_O, "clean_incref_arg_rare(obj): every reference given back."},
     {"leak_incref_global", (PyCFunction)leak_incref_global, METH_NOARGS, "Py_INCREF of a module-level object, never given back."},
     {"clean_incref_global", (PyCFunction)clean_incref_global, METH_NOARGS, "Py_INCREF + Py_DECREF of a module-level object."},
+    {"leak_incref_global_rare", (PyCFunction)leak_incref_global_rare, METH_NOARGS, "One call in 200 keeps a reference to a module-level object."},
+    {"clean_incref_global_rare", (PyCFunction)clean_incref_global_rare, METH_NOARGS, "One call in 200 takes and gives back a reference to a module-level object."},
+#if PY_VERSION_HEX < 0x030C0000 /* None is immortal since 3.12: nothing to leak */
+    {"leak_incref_none_rare", (PyCFunction)leak_incref_none_rare, METH_NOARGS, "One call in 50 keeps a reference to None."},
+    {"clean_incref_none_rare", (PyCFunction)clean_incref_none_rare, METH_NOARGS, "One call in 50 takes and gives back a reference to None."},
+#endif
     {"leak_heaptype_dealloc", (PyCFunction)leak_heaptype_dealloc, METH_NOARGS, "Make and free an instance of a heap type whose tp_dealloc keeps the type's reference."},
     {"clean_heaptype_dealloc", (PyCFunction)clean_heaptype_dealloc, METH_NOARGS, "Make and free an instance of a heap type whose tp_dealloc gives it back."},
     {"lookalike_ref_ring", (PyCFunction)lookalike_ref_ring, METH_O, "lookalike_ref_ring(obj): keep the last 256 arguments (a bounded cache of references)."},
