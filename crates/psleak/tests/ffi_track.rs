@@ -169,6 +169,26 @@ fn leak_in_a_library_loaded_during_the_check_is_located() {
 }
 
 #[test]
+fn a_buffer_realloc_grows_on_every_call_is_a_leak() {
+    // Each call's realloc replaces the block: no block outlives the next call, and counted
+    // as new blocks of each run, the latest one's size explained the heap's growth.
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_realloc_grown");
+    let report = leak_report("leak_realloc_grown", || leak());
+    let Outcome::MemoryLeak { findings } = &report.outcome else {
+        panic!("{report}")
+    };
+    assert!((60.0..70.0).contains(&findings[0].per_call), "{report}");
+    let clean = lib.void_fn("clean_realloc_cycled");
+    let report = LeakCheck::new()
+        .name("clean_realloc_cycled")
+        .run(|| clean())
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
 fn tracking_off_judges_from_the_counters() {
     let _serial = common::serial();
     let lib = common::Lib::load();

@@ -197,3 +197,31 @@ void leak_in_short_thread(void) {
     if (pthread_create(&t, NULL, short_main, NULL) == 0) pthread_join(t, &p);
     leaks_sink = p;
 }
+
+/* A buffer grown by realloc on every call, never shrunk: 64 B a call. Each call's realloc
+ * makes the block anew, so no block outlives the next call, but the heap grows. */
+static char *grown;
+static size_t grown_len;
+void leak_realloc_grown(void) {
+    char *p = realloc(grown, grown_len + 64); /* LEAK_REALLOC_GROWN */
+    if (p == NULL) return;
+    memset(p + grown_len, 1, 64);
+    grown = p;
+    grown_len += 64;
+}
+
+/* The twin: grown up to 8 KiB, then freed and started again. */
+static char *cycled;
+static size_t cycled_len;
+void clean_realloc_cycled(void) {
+    if (cycled_len >= 8192) {
+        free(cycled);
+        cycled = NULL;
+        cycled_len = 0;
+    }
+    char *p = realloc(cycled, cycled_len + 64);
+    if (p == NULL) return;
+    memset(p + cycled_len, 1, 64);
+    cycled = p;
+    cycled_len += 64;
+}

@@ -520,6 +520,49 @@ mod tests {
             reset();
         }
     }
+    #[test]
+    fn a_resized_block_stays_with_the_run_that_made_it() {
+        let _serial = serial();
+        // SAFETY: plain C allocation calls; each block is released once.
+        unsafe {
+            let before = libc::malloc(40);
+            install(None).unwrap();
+            set_run(1);
+            let a = libc::malloc(64);
+            set_run(2);
+            // Grown in run 2: still run 1's block, at its new size; run 2 made none.
+            let a = libc::realloc(a, 4096);
+            let runs = survivors();
+            assert_eq!((runs[0], runs[1]), ((1, 4096), (0, 0)));
+            // A block from before the check stays unrecorded, however it is resized...
+            let before = libc::realloc(before, 8192);
+            assert_eq!(survivors()[1], (0, 0));
+            // ...and so does a block resized between runs; realloc(NULL) is a malloc.
+            set_run(0);
+            let a = libc::realloc(a, 100);
+            assert_eq!(survivors()[0], (1, 100), "resized between runs: still counted");
+            set_run(2);
+            let b = libc::realloc(std::ptr::null_mut(), 24);
+            assert_eq!(survivors()[1], (1, 24));
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+            set_run(1);
+            let m = libc::mmap(std::ptr::null_mut(), 4096, prot, flags, -1, 0);
+            set_run(3);
+            let m = libc::mremap(m, 4096, 3 * 4096, libc::MREMAP_MAYMOVE);
+            let runs = survivors();
+            assert_eq!((runs[0], runs[2]), ((2, 100 + 3 * 4096), (0, 0)));
+            libc::munmap(m, 3 * 4096);
+            for p in [a, b, before] {
+                libc::free(p);
+            }
+            assert_eq!(survivors()[..3], [(0, 0); 3]);
+            set_run(0);
+            uninstall();
+            reset();
+        }
+    }
+
     /// Blocks a static keeps a pointer to (directly or through another block) are
     /// reachable; blocks whose only trace is a disguised pointer are lost, and so is a
     /// block only a lost block points to. The lost ones are of a size no other test uses:
