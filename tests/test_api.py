@@ -210,7 +210,8 @@ def test_c_leak_fails_with_report(case: Case) -> None:
 def test_clean_function_passes_quickly(case: Case) -> None:
     report = case.execute(c_clean)
     assert report.clean
-    assert report.data["total_calls"] < 1000
+    # Two runs; the calls after them that the refcount census spans are not runs.
+    assert sum(r["calls"] for r in report.data["runs"]) < 1000, report.text
 
 
 def slow_clean() -> None:

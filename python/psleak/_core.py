@@ -8,7 +8,6 @@ into a :class:`Report` and, for a leak, into the matching exception.
 
 from __future__ import annotations
 
-import array
 import functools
 import gc
 import json
@@ -364,21 +363,12 @@ class _CaptureGate:
 
     def __init__(self, fun: Callable[[], Any]) -> None:
         self.fun = fun
-        # Counted in an array: an int attribute past 256 is a new object after every call,
-        # one block more alive than at the sample before it (sys.getallocatedblocks).
-        self._calls = array.array("q", [0])
         self.first = True
         self.handlers: list[logging.Handler] = []
         self.showwarning: Any = None
         self.dropped = 0
 
-    @property
-    def calls(self) -> int:
-        """Calls made so far."""
-        return self._calls[0]
-
     def __call__(self) -> Any:
-        self._calls[0] += 1
         if not self.first:
             return self.fun()
         self.first = False
@@ -413,13 +403,11 @@ class _CaptureGate:
 class _PythonHooks:
     """The Python side of a check: settling, block counts, Python threads, gc garbage."""
 
-    def __init__(
-        self, checkers: Checkers, trim_callback: Callable[[], Any] | None, fun: _CaptureGate | None = None
-    ) -> None:
+    def __init__(self, checkers: Checkers, trim_callback: Callable[[], Any] | None) -> None:
         self.checkers = checkers
         self.trim_callback = trim_callback
-        #: The function as the check calls it: the census counts its calls, and adds some.
-        self.fun = fun
+        #: Whether the memory runs found a leak (see :meth:`runs_decided`).
+        self.leaked = False
         self.gc_debugger: GCDebugger | None = None
         self.gc_objects: dict[str, Any] = {}
         self.froze = False
@@ -454,14 +442,23 @@ class _PythonHooks:
         # 0.05 blocks a call, reported as a leak). Emptied before every sample.
         _refcount.clear_caches()
 
+    def runs_decided(self, leaked: bool, calls: int, seconds_per_call: float) -> int:
+        """The core's question once the runs are decided: how many more calls to make
+        before the resources after them are taken (the census's span, see
+        :meth:`_refcount.Census.wanted`)."""
+        self.leaked = leaked
+        if self.census is None or leaked:
+            return 0
+        return self.census.wanted(calls, seconds_per_call)
+
     def resources(self, phase: str) -> list[dict[str, str]]:
         out = []
         if self.census is not None and phase == "before_runs":
-            self.census.before(self.fun.calls if self.fun is not None else 0)
-        # After runs that found a leak ("after_leaking_runs") the census is not taken: its
-        # candidates would only be confirmed for a clean verdict (4-5 ms a check).
-        if self.census is not None and phase == "after_runs":
-            self.census.after(self.fun, self.settle)
+            self.census.before()
+        # After runs that found a leak the census is not taken: its candidates would only
+        # be confirmed for a clean verdict (4-5 ms a check).
+        if self.census is not None and phase == "after_runs" and not self.leaked:
+            self.census.after()
         if self.checkers.gcgarbage and phase == "before_call":
             self.gc_debugger = GCDebugger().__enter__()
         if self.checkers.gcgarbage and phase == "after_call":
@@ -526,7 +523,7 @@ def check(
     started = time.perf_counter()
     target = functools.partial(fun, *args) if args else fun
     gate = _CaptureGate(target)
-    hooks = _PythonHooks(checkers, k["trim_callback"], gate)
+    hooks = _PythonHooks(checkers, k["trim_callback"])
     held = _refcount.HeldReferences(target if subject is None else subject) if checkers.refcounts else None
     try:
         hooks.open()
@@ -554,6 +551,7 @@ def check(
                 if (checkers.py_threads or checkers.gcgarbage or checkers.refcounts)
                 else None,
                 progress=progress,
+                runs_decided=hooks.runs_decided,
             )
             data, text = _refcount.judged(core.data(), core.text(), held, hooks.census, gate, hooks.settle, target)
         finally:

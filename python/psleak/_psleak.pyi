@@ -77,6 +77,7 @@ def run_check(
     refs: Callable[[], int] | None = None,
     resources: Callable[[str], list[dict[str, str]]] | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
+    runs_decided: Callable[[bool, int, float], int] | None = None,
 ) -> CoreReport: ...
 
 @final

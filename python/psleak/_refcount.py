@@ -31,7 +31,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from . import _psleak
 
@@ -57,7 +57,8 @@ MIN_WINDOW = 64
 MAX_BASE = 2000
 #: Calls the census should span (between its two readings): a leak on one call in 200
 #: leaves 2 references over the 400 calls of a clean function's runs, under MIN_GROWTH, and
-#: 5 over 1,000. Calls are added after the runs while they stay cheap (SPAN_SECONDS).
+#: 5 over 1,000. The core makes more calls after the runs while they stay cheap
+#: (SPAN_SECONDS, at the cost of a call in the runs).
 SPAN_CALLS = 1000
 #: Longest the calls added to the census's span may take, seconds: about a fifth of what
 #: the census itself costs in a small process.
@@ -137,33 +138,6 @@ def _module_of(obj: object) -> str:
     except Exception:  # an object whose attributes raise is still a subject
         return ""
     return module if isinstance(module, str) else ""
-
-
-class CountingCall(Protocol):
-    """The function under test as the census calls it: a callable that counts its calls."""
-
-    @property
-    def calls(self) -> int: ...
-
-    def __call__(self) -> Any: ...
-
-
-def _extend(fun: CountingCall, calls: int, seconds: float) -> int:
-    """Calls ``fun`` up to ``SPAN_CALLS - calls`` times, in doubling batches, while the calls
-    stay within :data:`SPAN_SECONDS`; none when the ``calls`` made in ``seconds`` (the
-    runs, with their sampling: an upper bound of a call's cost) say one call may take
-    longer. Returns the calls made."""
-    if calls <= 0 or calls >= SPAN_CALLS or seconds / calls > SPAN_SECONDS:
-        return 0
-    deadline = time.perf_counter() + SPAN_SECONDS
-    made, batch = 0, 1
-    while calls + made < SPAN_CALLS and time.perf_counter() < deadline:
-        n = min(batch, SPAN_CALLS - calls - made)
-        for _ in range(n):
-            fun()
-        made += n
-        batch *= 2
-    return made
 
 
 class Candidate:
@@ -246,10 +220,8 @@ class Census:
         self._frozen_by_program = False
         self.counted = 0
         self.seconds = 0.0
-        #: Calls between the two readings (see :meth:`after`).
+        #: Calls between the two readings (see :meth:`wanted`; 0: not told).
         self.span = 0
-        self._calls_before = 0
-        self._taken_at = 0.0
 
     @property
     def notes(self) -> list[str]:
@@ -290,26 +262,25 @@ class Census:
                 gc.freeze()
             self.seconds += time.perf_counter() - started
 
-    def before(self, calls: int = 0) -> None:
-        """The census before the runs; ``calls``: the calls made so far (see :meth:`after`)."""
+    def before(self) -> None:
+        """The census before the runs."""
         self._before = self._take(None)
         self.counted = len(self._before)
-        self._calls_before = calls
-        self._taken_at = time.perf_counter()
 
-    def after(self, fun: CountingCall | None = None, settle: Callable[[], Any] | None = None) -> None:
-        """The census after the runs: the objects whose count rose by MIN_GROWTH or more.
-        ``fun``, when given, counts the calls since :meth:`before` and is called more
-        times first, towards :data:`SPAN_CALLS`, while that stays within
-        :data:`SPAN_SECONDS` (then ``settle`` is called)."""
+    def wanted(self, calls: int, seconds_per_call: float) -> int:
+        """Calls to make after runs that made ``calls`` since :meth:`before`, at about
+        ``seconds_per_call`` each, before :meth:`after`: towards :data:`SPAN_CALLS`, within
+        :data:`SPAN_SECONDS` (none when the cost of a call is unknown)."""
+        more = 0
+        if 0 < calls < SPAN_CALLS and seconds_per_call > 0:
+            more = max(0, min(SPAN_CALLS - calls, int(SPAN_SECONDS / seconds_per_call)))
+        self.span = calls + more
+        return more
+
+    def after(self) -> None:
+        """The census after the runs: the objects whose count rose by MIN_GROWTH or more."""
         if self._before is None:
             return
-        if fun is not None:
-            self.span = fun.calls - self._calls_before
-            added = _extend(fun, self.span, time.perf_counter() - self._taken_at)
-            self.span += added
-            if added and settle is not None:
-                settle()
         grown = self._take(self._before)
         self._before = None
         self._grown = [(obj, after - before) for obj, before, after in grown[:MAX_CANDIDATES]]

@@ -216,8 +216,7 @@ struct PyHost<'py> {
     calls: u64,
     progress_error: Option<PyErr>,
     locator: Option<Bound<'py, Locator>>,
-    /// Whether the memory runs found a leak (see `Host::runs_decided`).
-    runs_leaked: bool,
+    runs_decided: Option<Bound<'py, PyAny>>,
 }
 
 impl psleak::Host for PyHost<'_> {
@@ -251,8 +250,19 @@ impl psleak::Host for PyHost<'_> {
             .and_then(|f| f.call0().ok()?.extract::<i64>().ok())
     }
 
-    fn runs_decided(&mut self, leaked: bool) {
-        self.runs_leaked = leaked;
+    fn runs_decided(&mut self, leaked: bool, calls: u64, seconds_per_call: f64) -> u64 {
+        // A hook that fails asks for no calls; its error is the check's (see `progress`).
+        let Some(f) = &self.runs_decided else { return 0 };
+        match f
+            .call1((leaked, calls, seconds_per_call))
+            .and_then(|n| n.extract::<u64>())
+        {
+            Ok(n) => n,
+            Err(e) => {
+                self.progress_error.get_or_insert(e);
+                0
+            }
+        }
     }
 
     fn resources(&mut self, phase: psleak::Phase, out: &mut Vec<psleak::Resource>) -> PyResult<()> {
@@ -261,8 +271,6 @@ impl psleak::Host for PyHost<'_> {
             psleak::Phase::BeforeCall => "before_call",
             psleak::Phase::AfterCall => "after_call",
             psleak::Phase::BeforeRuns => "before_runs",
-            // After runs that found a leak, the census after them would be skipped.
-            psleak::Phase::AfterRuns if self.runs_leaked => "after_leaking_runs",
             psleak::Phase::AfterRuns => "after_runs",
             psleak::Phase::Recheck => "recheck",
         };
@@ -561,7 +569,8 @@ mod _psleak {
     #[pyfunction]
     #[pyo3(signature = (fun, *, name, warmup, times, retries, tolerance, memory_budget,
                         memory=true, fds=true, threads=true, handles=true, track_native=true,
-                        settle=None, blocks=None, refs=None, resources=None, progress=None))]
+                        settle=None, blocks=None, refs=None, resources=None, progress=None,
+                        runs_decided=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn run_check<'py>(
         fun: Bound<'py, PyAny>,
@@ -581,6 +590,7 @@ mod _psleak {
         refs: Option<Bound<'py, PyAny>>,
         resources: Option<Bound<'py, PyAny>>,
         progress: Option<Bound<'py, PyAny>>,
+        runs_decided: Option<Bound<'py, PyAny>>,
     ) -> PyResult<CoreReport> {
         if !fun.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err("'fun' must be callable"));
@@ -615,7 +625,7 @@ mod _psleak {
             calls: 0,
             progress_error: None,
             locator: None,
-            runs_leaked: false,
+            runs_decided,
         };
         let report = match check.run_host(&mut host) {
             Ok(r) => r,

@@ -114,12 +114,16 @@ pub trait Host {
         None
     }
 
-    /// The memory runs are decided: `leaked` when they found a leak. Called once, before
-    /// [`Host::resources`] is asked for [`Phase::AfterRuns`]. A host that compares a
-    /// snapshot of its own across the runs (Python: the reference-count census, a walk of
-    /// the whole heap) can skip taking the second one when the leak found already decides
-    /// the verdict.
-    fn runs_decided(&mut self, _leaked: bool) {}
+    /// The memory runs are decided: `leaked` when they found a leak; `calls` were made since
+    /// the runs began, at about `seconds_per_call` each (their sampling included). Called
+    /// once, before [`Host::resources`] is asked for [`Phase::AfterRuns`]. Returns how many
+    /// more calls to make first, counted with the runs' (the resources are compared across
+    /// all of them). A host that compares a snapshot of its own across the runs (Python:
+    /// the reference-count census) may want it to span more calls than cheap runs made,
+    /// and may skip its second snapshot when a leak was found.
+    fn runs_decided(&mut self, _leaked: bool, _calls: u64, _seconds_per_call: f64) -> u64 {
+        0
+    }
 
     /// Appends the runtime's own resources (threads, gc garbage) to `out`.
     fn resources(&mut self, _phase: Phase, _out: &mut Vec<Resource>) -> std::result::Result<(), Self::Error> {

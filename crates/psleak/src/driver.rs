@@ -537,8 +537,22 @@ impl<'a, H: Host> Driver<'a, H> {
         };
         drop(tracking);
 
+        let (run_calls, run_seconds) = runs
+            .iter()
+            .fold((0u64, 0.0f64), |(c, s), r| (c + r.calls, s + r.seconds));
+        let leaked = matches!(decision, Decision::Leak(_));
+        let more = self.host.runs_decided(
+            leaked,
+            self.calls - calls_before_runs,
+            run_seconds / run_calls.max(1) as f64,
+        );
+        if more > 0 {
+            for _ in 0..more {
+                self.call()?;
+            }
+            self.settle()?;
+        }
         let calls_in_runs = self.calls - calls_before_runs;
-        self.host.runs_decided(matches!(decision, Decision::Leak(_)));
         let resources_after = self.resources(Phase::AfterRuns)?;
         let outcome = if let Some(leaks) =
             self.leaks_after_settling(&resources_before, resources_after, calls_in_runs)?
