@@ -81,7 +81,9 @@ Groups (``Case.kind``):
     ``opendir`` (allocated inside libc), ``mmap``, a persistent worker
     thread, a short-lived thread per call, a library loaded with
     ``dlopen`` during the check, 64 B on every 100th call, 16 B/call beside
-    a native cache of 1000-byte buffers flushed every 500 calls.
+    a native cache of 1000-byte buffers flushed every 500 calls, one
+    buffer replaced on every call by a copy 32 B larger (only the latest
+    copy is ever alive).
 
 Issue 9 also adds an fd leaked on every 50th call (``fd``, run with
 ``Checkers.only("fds")``), a Python thread left to exit ~2.5 ms after
@@ -642,6 +644,7 @@ def _matrix_cases() -> list[Case]:
         ("site_dlopen", "malloc(144) in a library dlopen'ed by the check", ("lm_dl_alloc", "leakmatrix_dl.c")),
         ("site_rare", "malloc(64) on every 100th call", ("lm_site_rare_alloc", src)),
         ("site_churn", "malloc(16) + 1000-byte buffers freed every 500 calls", ("lm_site_churn_alloc", src)),
+        ("site_grown_copy", "one buffer replaced by a copy 32 B larger per call", ("lm_site_grown_copy_alloc", src)),
     ]:
         c += _leak_twin(stem, "native_site", MEMORY, note, site=site)
     return c

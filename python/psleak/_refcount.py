@@ -60,9 +60,14 @@ MAX_BASE = 2000
 #: 5 over 1,000. The core makes more calls after the runs while they stay cheap
 #: (SPAN_SECONDS, at the cost of a call in the runs).
 SPAN_CALLS = 1000
-#: Longest the calls added to the census's span may take, seconds: about a fifth of what
-#: the census itself costs in a small process.
+#: Longest the calls added to the census's span may take, seconds, at the least: about a
+#: fifth of what the census itself costs in a small process...
 SPAN_SECONDS = 0.002
+#: ...or this share of what the census's first reading took, when more: on a loaded
+#: machine the calls are slower, and 2 ms gave a leak on one call in 200 a span of 670
+#: calls (3 references, under MIN_GROWTH) in 3 checks of 12; the census is slower there
+#: too.
+SPAN_SHARE = 0.5
 #: Growth the windows are sized to show at the slowest candidate's rate, when the runs'
 #: calls give less: the counts of shared objects (``None``, ``True``, small ints) move by
 #: a few either way between two readings whatever the calls (the collector, frames), and a
@@ -270,10 +275,12 @@ class Census:
     def wanted(self, calls: int, seconds_per_call: float) -> int:
         """Calls to make after runs that made ``calls`` since :meth:`before`, at about
         ``seconds_per_call`` each, before :meth:`after`: towards :data:`SPAN_CALLS`, within
-        :data:`SPAN_SECONDS` (none when the cost of a call is unknown)."""
+        :data:`SPAN_SECONDS` or :data:`SPAN_SHARE` of the first reading's time (none when
+        the cost of a call is unknown)."""
         more = 0
         if 0 < calls < SPAN_CALLS and seconds_per_call > 0:
-            more = max(0, min(SPAN_CALLS - calls, int(SPAN_SECONDS / seconds_per_call)))
+            limit = max(SPAN_SECONDS, SPAN_SHARE * self.seconds)
+            more = max(0, min(SPAN_CALLS - calls, int(limit / seconds_per_call)))
         self.span = calls + more
         return more
 

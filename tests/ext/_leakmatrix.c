@@ -1345,6 +1345,17 @@ lm_site_churn_alloc(void)
     return p;
 }
 
+/* the copy a growing buffer is replaced with on every call */
+LM_SITE void *
+lm_site_grown_copy_alloc(size_t size)
+{
+    void *p = malloc(size);
+    if (p != NULL)
+        memset(p, 10, size);
+    escape(p);
+    return p;
+}
+
 /* the 16 B/call leak beside a Python list of buffers (issue 9) */
 LM_SITE void *
 lm_site_pylist_churn_alloc(void)
@@ -1692,6 +1703,34 @@ site_churn_impl(int leak)
 static PyObject *leak_site_churn(PyObject *m, PyObject *a) { return site_churn_impl(1); }
 static PyObject *clean_site_churn(PyObject *m, PyObject *a) { return site_churn_impl(0); }
 
+/* --- one buffer, replaced on every call by a copy: 32 B larger (the leak: a
+ * string concatenated to on every call, a vector grown by copying), or of the
+ * same 4 KiB (the twin). Only one block is ever alive, and each call frees the
+ * block the call before it made: no run's blocks outlive the next run. */
+
+#define GROWN_COPY_STEP 32
+#define GROWN_COPY_FIXED (4 * KIB)
+
+static char *grown_copy[2] = {NULL, NULL};
+static size_t grown_copy_len[2] = {0, 0};
+
+static PyObject *
+site_grown_copy_impl(int leak)
+{
+    size_t len = leak ? grown_copy_len[leak] + GROWN_COPY_STEP : GROWN_COPY_FIXED;
+    char *n = lm_site_grown_copy_alloc(len);
+    if (n == NULL)
+        return PyErr_NoMemory();
+    if (grown_copy[leak] != NULL)
+        memcpy(n, grown_copy[leak], grown_copy_len[leak] < len ? grown_copy_len[leak] : len);
+    free(grown_copy[leak]);
+    grown_copy[leak] = n;
+    grown_copy_len[leak] = len;
+    return PyLong_FromSize_t(len);
+}
+static PyObject *leak_site_grown_copy(PyObject *m, PyObject *a) { return site_grown_copy_impl(1); }
+static PyObject *clean_site_grown_copy(PyObject *m, PyObject *a) { return site_grown_copy_impl(0); }
+
 /* --- issue 9: 16 B/call beside a Python list of 1000-byte bytes objects,
  * cleared every 500 calls (Python-level churn: the buffers go through the
  * object allocator, then malloc, since they exceed pymalloc's 512 B). */
@@ -1911,6 +1950,8 @@ static PyMethodDef matrix_methods[] = {
     LM_NOARGS(leak_fd_every_50th, "open('/dev/null') never closed, on every 50th call (the 1st, 51st, ...)."),
     LM_NOARGS(clean_fd_every_50th, "open('/dev/null') and close, on every 50th call."),
     LM_NOARGS(lookalike_bounded_cache_large, "A 150-entry cache of 250 KiB blocks (touched), oldest evicted when full."),
+    LM_NOARGS(leak_site_grown_copy, "One buffer replaced by a copy 32 B larger on every call."),
+    LM_NOARGS(clean_site_grown_copy, "One 4 KiB buffer replaced by a copy of the same size on every call."),
     LM_NOARGS(lookalike_amortised_buffer, "1 KiB appended per call to a buffer doubling up to 4 MiB, then reused."),
     {NULL, NULL, 0, NULL},
 };

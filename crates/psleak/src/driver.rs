@@ -515,16 +515,20 @@ impl<'a, H: Host> Driver<'a, H> {
         // pymalloc's arenas) where the host can route its allocator through the tracker for
         // the where run. A leak seen by the other counters alone has none to show, and
         // extra calls would only grow it.
+        // Nor has a leak of the heap whose blocks each later run freed, unless what the
+        // runs' blocks held when new grew: blocks replaced by larger ones (see `replacing`).
         let sites = match (&tracking, &decision) {
             (Some(t), Decision::Leak(findings))
-                if findings
-                    .iter()
-                    .any(|f| f.metric.is_survivors() || f.metric == Metric::Blocks) =>
+                if replacing(findings, &runs)
+                    || findings
+                        .iter()
+                        .any(|f| f.metric.is_survivors() || f.metric == Metric::Blocks) =>
             {
                 let survivors = findings.iter().any(|f| f.metric.is_survivors());
-                let routed = self.host.route_runtime_allocator(true);
-                let sites = if survivors || routed {
-                    self.locate(t, findings, &runs, policy.times)
+                let replaced = replacing(findings, &runs);
+                let routed = !replaced && self.host.route_runtime_allocator(true);
+                let sites = if survivors || routed || replaced {
+                    self.locate(t, findings, &runs, policy.times, replaced)
                 } else {
                     Ok(Vec::new())
                 };
@@ -593,6 +597,7 @@ impl<'a, H: Host> Driver<'a, H> {
         findings: &[Finding],
         runs: &[Run],
         times: u64,
+        replaced: bool,
     ) -> Res<Vec<Site>, H::Error> {
         let rate = findings
             .iter()
@@ -621,14 +626,33 @@ impl<'a, H: Host> Driver<'a, H> {
         let mut result = self.call();
         tracking.set_capture(true);
         tracking.set_run(run_a);
+        // Blocks that later calls replace (see `replacing`) leave no survivor: what run A's
+        // blocks hold is compared halfway and at the end instead, the sites whose blocks
+        // grew are the leak's, and run B, which would free them, is not made.
+        let half = a / 2;
+        let mut halfway = None;
         let mut made = 0;
         while made < a && result.is_ok() {
+            if replaced && made == half {
+                halfway = Some(tracking.held(run_a));
+            }
             result = self.call();
             made += 1;
         }
         tracking.set_capture(false);
         self.host.locate(false);
         tracking.set_run(0);
+        if let Some(halfway) = halfway.filter(|_| result.is_ok() && made > half) {
+            let end = tracking.held(run_a);
+            let runtime = self.host.runtime_address();
+            let host = &mut *self.host;
+            let sites =
+                tracking.growing_sites(&halfway, end, made - half, MAX_SITES, runtime, &mut |token| {
+                    host.location(token)
+                });
+            let _ = backend::malloc_trim();
+            return Ok(sites);
+        }
         // Run B is for A's blocks that a cache holds: none when nothing points to nearly
         // all of them (see `Tracking::lost`), or when the runs' own latest scan found
         // nearly all of theirs lost (a cache would hold a share of those too; a second
@@ -757,6 +781,27 @@ fn scan_pays(saved: f64, blocks: i64) -> bool {
         now * SCAN_SECONDS_PER_BYTE
     };
     saved > base.max(1e-3) + blocks.max(0) as f64 * SCAN_SECONDS_PER_BLOCK
+}
+
+/// Whether a leak is of blocks that each later call frees and replaces with a larger one (a
+/// buffer copied into a larger one on every call: a string concatenated to): the heap
+/// leaks, no run a later one revised kept a survivor, and what the runs' blocks held when
+/// new grew from run to run.
+fn replacing(findings: &[Finding], runs: &[Run]) -> bool {
+    let held = |r: &Run| r.held.get(Metric::NativeBytes);
+    findings.iter().any(|f| f.metric == Metric::Heap)
+        && findings
+            .iter()
+            .all(|f| !f.metric.is_survivors() && f.metric != Metric::Blocks)
+        && runs
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|r| r.growth.get(Metric::NativeBlocks) <= 0)
+        && runs
+            .windows(2)
+            .last()
+            .is_some_and(|w| held(&w[1]) > held(&w[0]) && held(&w[0]) > 0)
 }
 
 /// Whether the runs' latest reachability scan found nine in ten or more of their surviving

@@ -556,17 +556,33 @@ impl Report {
         if self.sites.is_empty() {
             return s;
         }
-        s.push_str("\nallocated at (blocks left alive per call; innermost frame first):");
+        if self.sites.iter().all(|site| site.replaced) {
+            s.push_str(
+                "\nallocated at (no block outlived later calls, which replaced each with a larger one: \
+                 growth per call of what the blocks held; innermost frame first):",
+            );
+        } else {
+            s.push_str("\nallocated at (blocks left alive per call; innermost frame first):");
+        }
         for site in &self.sites {
             let blocks = site.blocks_per_call;
-            let _ = write!(
-                s,
-                "\n  {}/call in {} block{}/call{}",
-                format_bytes(site.bytes_per_call),
-                format_value(Metric::NativeBlocks, blocks),
-                if blocks == 1.0 { "" } else { "s" },
-                site.threads_text()
-            );
+            if site.replaced {
+                let _ = write!(
+                    s,
+                    "\n  {}/call more held, in blocks replaced by larger ones{}",
+                    format_bytes(site.bytes_per_call),
+                    site.threads_text()
+                );
+            } else {
+                let _ = write!(
+                    s,
+                    "\n  {}/call in {} block{}/call{}",
+                    format_bytes(site.bytes_per_call),
+                    format_value(Metric::NativeBlocks, blocks),
+                    if blocks == 1.0 { "" } else { "s" },
+                    site.threads_text()
+                );
+            }
             if site.frames.is_empty() {
                 s.push_str("\n    (no frame outside psleak and the runtime)");
             }

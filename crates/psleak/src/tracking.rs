@@ -63,6 +63,10 @@ pub struct Site {
     pub threads: Vec<SiteThread>,
     /// How many such threads there were (a thread started per call: one per call).
     pub thread_count: usize,
+    /// No block made here outlived the function's later calls, which freed each and made
+    /// a larger one (a buffer replaced by a larger copy on every call): the figures per
+    /// call are what the blocks alive grew by, not blocks left alive.
+    pub replaced: bool,
 }
 
 /// Most threads a [`Site`] lists.
@@ -204,6 +208,20 @@ impl Tracking {
         sys::tracker_bytes() as u64
     }
 
+    /// The blocks allocated in `run` and alive now, by stack: (blocks, bytes).
+    /// Allocates nothing that a run records: it may be called during one.
+    pub(crate) fn held(&self, run: u32) -> HashMap<u16, (i64, i64)> {
+        sys::paused(|| {
+            let mut by_stack: HashMap<u16, (i64, i64)> = HashMap::new();
+            for b in sys::live_blocks().iter().filter(|b| b.run == run) {
+                let e = by_stack.entry(b.stack).or_default();
+                e.0 += 1;
+                e.1 += b.size as i64;
+            }
+            by_stack
+        })
+    }
+
     /// The sites of blocks allocated in `run` and still alive, largest first, at most
     /// `limit`. `runtime` is an address inside the front end's runtime (the Python
     /// interpreter): native frames of that object beyond the extension's are dropped, and
@@ -216,13 +234,42 @@ impl Tracking {
         runtime: Option<usize>,
         location: &mut dyn FnMut(u64) -> Option<Frame>,
     ) -> Vec<Site> {
-        let blocks = sys::live_blocks();
-        let mut by_stack: HashMap<u16, (i64, i64)> = HashMap::new();
-        for b in blocks.iter().filter(|b| b.run == run) {
-            let e = by_stack.entry(b.stack).or_default();
-            e.0 += 1;
-            e.1 += b.size as i64;
-        }
+        self.sites_of(self.held(run), calls, limit, runtime, location, false)
+    }
+
+    /// The sites of what grew from `before` to `after` (both [`Tracking::held`] of one
+    /// run, `calls` apart), largest first: blocks that later calls free and replace with
+    /// larger ones (a buffer copied into a larger one on every call) leave no survivor, but
+    /// what a site holds grows with the calls.
+    pub(crate) fn growing_sites(
+        &self,
+        before: &HashMap<u16, (i64, i64)>,
+        after: HashMap<u16, (i64, i64)>,
+        calls: u64,
+        limit: usize,
+        runtime: Option<usize>,
+        location: &mut dyn FnMut(u64) -> Option<Frame>,
+    ) -> Vec<Site> {
+        let grown = after
+            .into_iter()
+            .filter_map(|(stack, (n, bytes))| {
+                let (n0, bytes0) = before.get(&stack).copied().unwrap_or_default();
+                (bytes > bytes0).then_some((stack, ((n - n0).max(0), bytes - bytes0)))
+            })
+            .collect();
+        self.sites_of(grown, calls, limit, runtime, location, true)
+    }
+
+    /// Sites of `by_stack` ((blocks, bytes) by stack id) over `calls` calls.
+    fn sites_of(
+        &self,
+        by_stack: HashMap<u16, (i64, i64)>,
+        calls: u64,
+        limit: usize,
+        runtime: Option<usize>,
+        location: &mut dyn FnMut(u64) -> Option<Frame>,
+        replaced: bool,
+    ) -> Vec<Site> {
         let runtime_base = runtime.and_then(sys::object_of).map(|(_, base)| base);
         let mut resolved: HashMap<usize, Vec<sys::Resolved>> = HashMap::new();
         let checking_thread = sys::current_thread_id();
@@ -296,6 +343,7 @@ impl Tracking {
                 frames,
                 thread_count: threads.len(),
                 threads: threads.into_iter().take(SITE_THREADS).collect(),
+                replaced,
             })
             .collect();
         sites.sort_by(|a, b| {
@@ -532,6 +580,7 @@ mod tests {
             frames: Vec::new(),
             threads: Vec::new(),
             thread_count: 0,
+            replaced: false,
         };
         assert_eq!(site.threads_text(), "");
         site.threads = vec![thread(7, "worker")];
