@@ -340,7 +340,12 @@ class Report:
         """Raises the matching :class:`psleak.Error` subclass unless the report is clean."""
         exc = self.exception()
         if exc is not None:
-            raise exc
+            try:
+                raise exc
+            finally:
+                # This frame, in the traceback, would hold the exception: a cycle, left as
+                # garbage by every failed check.
+                del exc
 
     def __repr__(self) -> str:
         return f"<psleak.Report {self.verdict_line!r}>"

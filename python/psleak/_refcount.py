@@ -106,34 +106,35 @@ def subjects(fun: object, depth: int = 3) -> list[tuple[str, object]]:
     own wrappers (``execute()``'s) are unwrapped without a role of their own."""
     out: list[tuple[str, object]] = []
     seen: set[int] = set()
-
-    def add(role: str, obj: object, level: int) -> None:
+    # Depth first, in order, from a stack: a nested function calling itself would be a
+    # reference cycle, garbage left by every check (and reported by an enclosing one).
+    stack: list[tuple[str, object, int]] = [("the function", fun, 0)]
+    while stack:
+        role, obj, level = stack.pop()
         if id(obj) in seen or level > depth:
-            return
+            continue
         seen.add(id(obj))
         own = _module_of(obj).startswith("psleak")
         if own and not isinstance(obj, types.FunctionType):
-            return  # psleak's own hooks (execute()'s bound call hook): nothing of the user's
+            continue  # psleak's own hooks (execute()'s bound call hook): nothing of the user's
         if role and not own:
             out.append((role, obj))
         prefix = f"{role} " if role and role != "the function" and not own else ""
+        inner: list[tuple[str, object, int]] = []
         if isinstance(obj, functools.partial):
-            add(f"{prefix}function", obj.func, level + 1)
-            for i, arg in enumerate(obj.args):
-                add(f"{prefix}argument {i}", arg, level + 1)
-            for key, arg in obj.keywords.items():
-                add(f"{prefix}argument {key}=", arg, level + 1)
+            inner.append((f"{prefix}function", obj.func, level + 1))
+            inner += [(f"{prefix}argument {i}", arg, level + 1) for i, arg in enumerate(obj.args)]
+            inner += [(f"{prefix}argument {key}=", arg, level + 1) for key, arg in obj.keywords.items()]
         elif isinstance(obj, types.MethodType):
-            add(f"{prefix}bound self", obj.__self__, level + 1)
+            inner.append((f"{prefix}bound self", obj.__self__, level + 1))
         elif isinstance(obj, types.FunctionType) and obj.__closure__:
             for name, cell in zip(obj.__code__.co_freevars, obj.__closure__):
                 try:
                     value = cell.cell_contents
                 except ValueError:  # an empty cell
                     continue
-                add(f"{prefix}closure variable {name!r}" if not own else "", value, level + 1)
-
-    add("the function", fun, 0)
+                inner.append((f"{prefix}closure variable {name!r}" if not own else "", value, level + 1))
+        stack += reversed(inner)
     return out
 
 

@@ -274,7 +274,10 @@ def _raise_for_leak(report: Report) -> None:
     __tracebackhide__ = True
     exc = report.exception()
     if exc is not None:
-        raise exc
+        try:
+            raise exc
+        finally:
+            del exc  # held by this frame, in its traceback: a cycle (see Report.raise_for_leak)
 
 
 class LeakCheck:
