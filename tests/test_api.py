@@ -152,6 +152,11 @@ def test_checkers_only_and_exclude() -> None:
         ({"trim_callback": 3}, TypeError, "'trim_callback' must be callable"),
         ({"checkers": "fds"}, TypeError, "'checkers' must be instance of Checkers"),
         ({"memory_budget": 10}, ValueError, "memory_budget must be >= 1048576"),
+        # Past what the core counts in: named, not an OverflowError of the conversion.
+        ({"times": 2**70}, ValueError, "times must be < 2**63"),
+        ({"retries": 2**40}, ValueError, "retries must be < 2**32"),
+        ({"tolerance": 2**80}, ValueError, "tolerance must be < 2**63"),
+        ({"tolerance": {"rss": 2**64}}, ValueError, "'rss' tolerance must be < 2**63"),
     ],
 )
 def test_bad_knobs_are_named(case: Case, kwargs: dict, exc: type, message: str) -> None:
@@ -165,6 +170,10 @@ def test_fun_must_be_callable(case: Case) -> None:
         case.execute(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="'fun' must be callable"):
         psleak.check("nope")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'name' must be instance of str"):
+        psleak.check(c_clean, name=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'progress' must be callable"):
+        psleak.check(c_clean, progress="x")  # type: ignore[arg-type]
 
 
 def test_tolerance_dict_keys_of_the_reference_are_accepted(case: Case) -> None:

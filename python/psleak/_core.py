@@ -92,10 +92,13 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
 
 
-def _check_min(name: str, value: int, minimum: int) -> None:
+def _check_min(name: str, value: int, minimum: int, bits: int = 63) -> None:
     # psleak 0.1.6's wording ("times must be >= 2"): code written for it matches on it.
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum} (got {value!r})")
+    # The core counts in 64-bit integers (runs in 32 bits).
+    if value >= 1 << bits:
+        raise ValueError(f"{name} must be < 2**{bits} (got {value!r})")
 
 
 def resolve_knobs(source: Any = None, **overrides: Any) -> dict[str, Any]:
@@ -130,13 +133,15 @@ def validate_knobs(
     _check_type("track_native", track_native, bool)
     # times >= 2 as in psleak 0.1.6: a first run of one call measures nothing but noise,
     # and code written for 0.1.6 expects times=1 to be refused.
-    for name, value, minimum in (("warmup_times", warmup_times, 0), ("times", times, 2), ("retries", retries, 1)):
+    for name, value, minimum, bits in (
+        ("warmup_times", warmup_times, 0, 63),
+        ("times", times, 2, 63),
+        ("retries", retries, 1, 32),
+    ):
         _check_type(name, value, int)
-        _check_min(name, value, minimum)
+        _check_min(name, value, minimum, bits)
     _check_type("memory_budget", memory_budget, int)
-    _check_min("memory_budget", memory_budget, 1 << 20)
-    if memory_budget >= 1 << 64:
-        raise ValueError(f"'memory_budget' must be < 2**64 bytes (got {memory_budget!r})")
+    _check_min("memory_budget", memory_budget, 1 << 20, 64)
     _check_type("tolerance", tolerance, (int, dict))
     if isinstance(tolerance, dict):
         for key, value in tolerance.items():
@@ -521,6 +526,10 @@ def check(
     follows); ``fun(*args)`` by default."""
     if not callable(fun):
         raise TypeError(f"'fun' must be callable (got {fun!r})")
+    if name is not None:
+        _check_type("name", name, str)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"'progress' must be callable or None (got {progress!r})")
     k = resolve_knobs(None, **knobs)
     checkers: Checkers = k["checkers"]
     if progress is None and k["verbosity"] >= 2:
