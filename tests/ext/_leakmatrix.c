@@ -245,6 +245,30 @@ clean_intermittent(PyObject *m, PyObject *a)
 }
 
 /* ======================================================================
+ * rare: 200 B lost on one call in 500 (none in the first 400 calls after a
+ * warm-up of 10: a leak that two runs of 200 never see)
+ * ====================================================================== */
+
+static unsigned long rare_leak_calls = 0;
+static unsigned long rare_clean_calls = 0;
+
+static PyObject *
+leak_rare(PyObject *m, PyObject *a)
+{
+    if (++rare_leak_calls % 500 == 0)
+        return malloc_leak_impl(200, 1, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+clean_rare(PyObject *m, PyObject *a)
+{
+    if (++rare_clean_calls % 500 == 0)
+        return malloc_leak_impl(200, 0, 1);
+    Py_RETURN_NONE;
+}
+
+/* ======================================================================
  * after_fill: a cache of 150 buffers of 512 B (75 KB) filled by the first
  * calls, one a call, then malloc(32) lost (or freed) on every third call:
  * the leak grows far slower than the cache did in the first run
@@ -2171,6 +2195,8 @@ static PyMethodDef leakmatrix_methods[] = {
     NOARGS(clean_mmap, "64 KiB anonymous mmap, touched, unmapped."),
     NOARGS(leak_mmap_large, "1 MiB anonymous mmap, touched, never unmapped."),
     NOARGS(clean_mmap_large, "1 MiB anonymous mmap, touched, unmapped."),
+    NOARGS(leak_rare, "malloc(200) lost on one call in 500."),
+    NOARGS(clean_rare, "malloc(200) freed, on one call in 500."),
     NOARGS(leak_intermittent, "malloc(64) lost on one call in ten."),
     NOARGS(clean_intermittent, "malloc(64) freed on one call in ten."),
     NOARGS(leak_after_fill, "a 75 KB cache filled by the first 150 calls; malloc(32) lost on every 3rd call."),

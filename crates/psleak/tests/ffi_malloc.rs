@@ -37,7 +37,12 @@ fn malloc_clean_twin_passes() {
     let clean = lib.void_fn("clean_malloc");
     let report = LeakCheck::new().name("clean_malloc").run(|| clean()).unwrap();
     assert!(report.is_clean());
-    assert_eq!(report.runs.len(), 2, "{report}");
+    // Two quiet runs; a cheap function's third makes up 1,000 calls (a rare leak's span).
+    let calls: u64 = report.runs.iter().map(|r| r.calls).sum();
+    assert!(
+        report.runs.len() == 2 || (report.runs.len() == 3 && calls == 1000),
+        "{report}"
+    );
 }
 
 #[test]
