@@ -452,6 +452,7 @@ impl<'a, H: Host> Driver<'a, H> {
                 budget_stop: batch.budget_stop,
                 held: Values::default(),
                 lost: 0,
+                resized: 0,
             });
             let mut growth = s.minus(&base);
             if let Some(t) = &tracking {
@@ -460,6 +461,9 @@ impl<'a, H: Host> Driver<'a, H> {
                 for (run, (blocks, bytes)) in runs.iter_mut().zip(survivors) {
                     run.growth.set(Metric::NativeBlocks, blocks);
                     run.growth.set(Metric::NativeBytes, bytes);
+                }
+                for (run, resized) in runs.iter_mut().zip(t.resized()) {
+                    run.resized = resized;
                 }
                 for m in [Metric::NativeBlocks, Metric::NativeBytes] {
                     if let Some(last) = runs.last_mut() {

@@ -195,6 +195,12 @@ impl Tracking {
         sys::survivors()
     }
 
+    /// Bytes by which runs 1, 2, ... (index 0 = run 1) resized blocks they did not make
+    /// (`realloc`, `mremap`), net: see [`crate::verdict::Run::resized`].
+    pub(crate) fn resized(&self) -> [i64; sys::MAX_RUNS] {
+        sys::resized()
+    }
+
     /// Survivors of runs 1, 2, ... (index 0 = run 1) that nothing in the process points
     /// to any more, (blocks, bytes): leaked for certain, where a cache keeps a pointer to
     /// what it holds. `None` where the scan cannot answer. Maps what it needs from the

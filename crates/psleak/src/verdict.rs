@@ -245,6 +245,12 @@ pub struct Run {
     /// leaked for certain: no later run can free them, and no cache holds them.
     #[serde(skip)]
     pub lost: i64,
+    /// Bytes by which the run resized blocks it did not make (blocks of earlier runs, or
+    /// made before the check), net: a buffer grown by `realloc` on every call leaves no new
+    /// block, so a run that left no survivor did not free all it allocated when it grew
+    /// one (see [`decide`]). 0 where not tracked.
+    #[serde(skip)]
+    pub resized: i64,
 }
 
 impl Run {
@@ -258,6 +264,7 @@ impl Run {
             budget_stop: false,
             held: Values::default(),
             lost: 0,
+            resized: 0,
         }
     }
 }
@@ -1103,6 +1110,8 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
     // that each run replaces with a larger copy (a string concatenated to on every call:
     // 32 B a call, called clean after two runs). A run that left no survivor, or no more
     // than the run before it (what each call leaves for the next to free), is forgiven.
+    // Nor did a run free all it allocated that grew blocks it did not make (`resized`: a
+    // buffer grown by realloc on every call, `array.array.append`, 8 B a call).
     let freed_all = |m: Metric, i: usize| {
         let r = &runs[i];
         let before = i
@@ -1110,6 +1119,7 @@ pub fn decide(policy: &Policy, runs: &[Run]) -> Decision {
             .map_or(0, |b| runs[b].held.get(Metric::NativeBytes));
         tracked
             && m == Metric::Heap
+            && r.resized <= 0
             && r.growth.get(Metric::NativeBlocks) <= 0
             && (r.held.get(Metric::NativeBlocks) <= 0 || r.held.get(Metric::NativeBytes) <= before)
             && unexplained(m, r) <= HELD_FREED

@@ -210,6 +210,22 @@ void leak_realloc_grown(void) {
     grown_len += 64;
 }
 
+/* The same, 8 B a call, amortised as a growable array is (capacity grown by an eighth
+ * when full): a block made before the check, resized now and then, never anew. */
+static char *appended;
+static size_t appended_len, appended_cap;
+void leak_realloc_appended(void) {
+    if (appended_len + 8 > appended_cap) {
+        size_t cap = appended_cap + appended_cap / 8 + 64;
+        char *p = realloc(appended, cap);
+        if (p == NULL) return;
+        appended = p;
+        appended_cap = cap;
+    }
+    memset(appended + appended_len, 2, 8);
+    appended_len += 8;
+}
+
 /* The twin: grown up to 8 KiB, then freed and started again. */
 static char *cycled;
 static size_t cycled_len;

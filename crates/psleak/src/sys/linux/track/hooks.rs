@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 use super::{stacks, table};
 use crate::tracking::RuntimeAllocator;
@@ -41,6 +41,13 @@ pub(crate) static REAL: [AtomicUsize; SYMBOLS.len()] = [const { AtomicUsize::new
 
 /// The run being measured (1-based); 0 between runs, when nothing new is recorded.
 pub(crate) static RUN: AtomicU32 = AtomicU32::new(0);
+/// Bytes by which each run (index 0 = run 1) resized blocks it did not make (blocks of
+/// earlier runs, or made before the check): a buffer grown by `realloc` on every call
+/// leaves no new block, and its growth would otherwise be the heap's alone, which a run
+/// that left no survivor is forgiven as glibc's caches (`array.array.append`, 8 B a call,
+/// passed as clean). Net: a shrink counts against a growth.
+pub(crate) static RESIZED: [AtomicI64; super::MAX_RUNS] = [const { AtomicI64::new(0) }; super::MAX_RUNS];
+
 /// Whether stacks are captured (the where run): 0 when not, else the capture's number
 /// (each turning on takes the next), which tells a thread's cached name out of date.
 pub(crate) static CAPTURE: AtomicU32 = AtomicU32::new(0);
@@ -145,12 +152,20 @@ fn capture_stack(l: &Local) -> Option<u16> {
 /// A block recorded before the realloc keeps being recorded; one that was not (made
 /// before the check, or between runs) is not recorded now either. The stack is the
 /// resizing call's while capturing, else the one recorded.
+/// `old_size`: the size of a block that was not recorded, where known (else 0).
 #[inline]
-fn resized(old: Option<table::Entry>, addr: usize, size: usize, mapping: bool) {
-    let Some(old) = old else { return };
+fn resized(old: Option<table::Entry>, old_size: usize, addr: usize, size: usize, mapping: bool) {
     if addr == 0 {
         return;
     }
+    let run = RUN.load(Ordering::Relaxed);
+    if run != 0 && old.map_or(true, |o| o.run() != run) {
+        let before = old.map_or(old_size, |o| o.size());
+        if let Some(slot) = RESIZED.get(run as usize - 1) {
+            slot.fetch_add(size as i64 - before as i64, Ordering::Relaxed);
+        }
+    }
+    let Some(old) = old else { return };
     LOCAL.with(|l| {
         let was = l.busy.replace(true);
         let stack = if was { None } else { capture_stack(l) };
@@ -226,7 +241,17 @@ unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut libc::c_void {
 /// and put back if the call fails.
 unsafe extern "C" fn realloc(p: *mut libc::c_void, size: usize) -> *mut libc::c_void {
     // SAFETY: as in malloc.
-    reallocated(p, size, || unsafe { real!(2, Realloc)(p, size) })
+    reallocated(p, size, usable_size, || unsafe { real!(2, Realloc)(p, size) })
+}
+
+/// The usable size of `p`, a live block of the C library's malloc not recorded, while a
+/// run is measured (0 otherwise: it is only needed for [`RESIZED`]).
+fn usable_size(p: *mut libc::c_void) -> usize {
+    if p.is_null() || RUN.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    // SAFETY: `p` is a live block of this malloc, about to be passed to its realloc.
+    unsafe { libc::malloc_usable_size(p) }
 }
 
 /// A realloc of `p` to `size` bytes done by `call`: the old block is forgotten before the
@@ -235,9 +260,11 @@ unsafe extern "C" fn realloc(p: *mut libc::c_void, size: usize) -> *mut libc::c_
 fn reallocated(
     p: *mut libc::c_void,
     size: usize,
+    unrecorded_size: fn(*mut libc::c_void) -> usize,
     call: impl FnOnce() -> *mut libc::c_void,
 ) -> *mut libc::c_void {
     let old = forget(p as usize);
+    let old_size = if old.is_none() { unrecorded_size(p) } else { 0 };
     let q = call();
     if q.is_null() {
         if let (Some(old), true) = (old, size != 0) {
@@ -246,13 +273,14 @@ fn reallocated(
     } else if p.is_null() {
         record(q as usize, size, false);
     } else {
-        resized(old, q as usize, size, false);
+        resized(old, old_size, q as usize, size, false);
     }
     q
 }
 
 unsafe extern "C" fn reallocarray(p: *mut libc::c_void, n: usize, size: usize) -> *mut libc::c_void {
     let old = forget(p as usize);
+    let old_size = if old.is_none() { usable_size(p) } else { 0 };
     // SAFETY: as in malloc.
     let q = unsafe { real!(3, ReallocArray)(p, n, size) };
     if q.is_null() {
@@ -262,7 +290,7 @@ unsafe extern "C" fn reallocarray(p: *mut libc::c_void, n: usize, size: usize) -
     } else if p.is_null() {
         record(q as usize, n.saturating_mul(size), false);
     } else {
-        resized(old, q as usize, n.saturating_mul(size), false);
+        resized(old, old_size, q as usize, n.saturating_mul(size), false);
     }
     q
 }
@@ -371,7 +399,7 @@ unsafe extern "C" fn mremap(
             table::insert(old);
         }
     } else {
-        resized(old, p as usize, new_size, true);
+        resized(old, old_size, p as usize, new_size, true);
     }
     p
 }
@@ -472,7 +500,8 @@ unsafe extern "C" fn runtime_realloc(
     let Some(f) = a.realloc else {
         return std::ptr::null_mut();
     };
-    reallocated(p, size, || paused(|| unsafe { f(a.ctx, p, size) }))
+    // The size of a block the runtime's allocator made unrecorded is not known here.
+    reallocated(p, size, |_| 0, || paused(|| unsafe { f(a.ctx, p, size) }))
 }
 
 unsafe extern "C" fn runtime_free(ctx: *mut libc::c_void, p: *mut libc::c_void) {

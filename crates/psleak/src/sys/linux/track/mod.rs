@@ -414,6 +414,15 @@ pub(crate) fn reset() {
         table::clear();
         stacks::clear();
     });
+    for slot in &hooks::RESIZED {
+        slot.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Bytes by which each run (index 0 = run 1) resized blocks it did not make (see
+/// [`hooks::RESIZED`]).
+pub(crate) fn resized() -> [i64; MAX_RUNS] {
+    std::array::from_fn(|i| hooks::RESIZED[i].load(Ordering::Relaxed))
 }
 
 /// Bytes of address space the tracker holds (table, stacks, patch list).
