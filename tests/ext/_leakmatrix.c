@@ -245,6 +245,41 @@ clean_intermittent(PyObject *m, PyObject *a)
 }
 
 /* ======================================================================
+ * appended: 8 B appended per call to one buffer whose capacity realloc
+ * grows by an eighth when full (a growable array); the twin starts again
+ * from the front once 64 KiB are used, so its buffer stops growing
+ * ====================================================================== */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} appended_t;
+
+static appended_t appended[2];
+
+static PyObject *
+appended_impl(int leak)
+{
+    appended_t *a = &appended[leak];
+    if (!leak && a->len + 8 > 64 * KIB)
+        a->len = 0;
+    if (a->len + 8 > a->cap) {
+        size_t cap = a->cap + a->cap / 8 + 64;
+        char *p = realloc(a->data, cap);
+        if (p == NULL)
+            return PyErr_NoMemory();
+        a->data = p;
+        a->cap = cap;
+    }
+    memset(a->data + a->len, 3, 8);
+    a->len += 8;
+    escape(a->data);
+    Py_RETURN_NONE;
+}
+static PyObject *leak_appended(PyObject *m, PyObject *a) { return appended_impl(1); }
+static PyObject *clean_appended(PyObject *m, PyObject *a) { return appended_impl(0); }
+
+/* ======================================================================
  * rare: 200 B lost on one call in 500 (none in the first 400 calls after a
  * warm-up of 10: a leak that two runs of 200 never see)
  * ====================================================================== */
@@ -2195,6 +2230,8 @@ static PyMethodDef leakmatrix_methods[] = {
     NOARGS(clean_mmap, "64 KiB anonymous mmap, touched, unmapped."),
     NOARGS(leak_mmap_large, "1 MiB anonymous mmap, touched, never unmapped."),
     NOARGS(clean_mmap_large, "1 MiB anonymous mmap, touched, unmapped."),
+    NOARGS(leak_appended, "8 B appended per call to a buffer realloc grows by an eighth when full."),
+    NOARGS(clean_appended, "The same, started again from the front once 64 KiB are used."),
     NOARGS(leak_rare, "malloc(200) lost on one call in 500."),
     NOARGS(clean_rare, "malloc(200) freed, on one call in 500."),
     NOARGS(leak_intermittent, "malloc(64) lost on one call in ten."),
