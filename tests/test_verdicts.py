@@ -220,14 +220,23 @@ def test_names_in_the_type_attribute_cache_are_no_survivors() -> None:
 _appended = array.array("q")
 
 
+def _append() -> None:
+    _appended.append(7)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="allocation tracking runs on Linux")
 def test_an_array_appended_to_on_every_call_is_a_leak() -> None:
     # 8 B a call into one buffer that realloc grows by an eighth when full: no run makes a
     # block, and each run's heap growth (6-13 KiB) was forgiven as glibc's caches after a
     # run that freed all it made. The runs grew a block they did not make, though.
-    report = psleak.check(lambda: _appended.append(7))
+    report = psleak.check(_append)
     assert report.verdict == "memory_leak", report.text
     assert 6 <= report.data["outcome"]["findings"][0]["per_call"] <= 12, report.text
+    # Its site: the resizing call inside the runtime, down to the line that appended.
+    site = report.data["sites"][0]
+    assert site["replaced"], report.text
+    assert any(f["function"] == "array_resize" for f in site["frames"]), report.text
+    assert site["frames"][-1]["function"].endswith("_append"), report.text
     # Appended to and popped: the same buffer, no growth.
     report = psleak.check(lambda: (_appended.append(7), _appended.pop()))
     assert report.clean, report.text

@@ -185,6 +185,9 @@ impl Tracking {
 
     /// Turns stack capture on or off.
     pub(crate) fn set_capture(&self, on: bool) {
+        if on {
+            sys::resize_sites(); // what an earlier capture counted
+        }
         sys::set_capture(on);
     }
 
@@ -262,6 +265,24 @@ impl Tracking {
                 let (n0, bytes0) = before.get(&stack).copied().unwrap_or_default();
                 (bytes > bytes0).then_some((stack, ((n - n0).max(0), bytes - bytes0)))
             })
+            .collect();
+        self.sites_of(grown, calls, limit, runtime, location, true)
+    }
+
+    /// The sites of blocks that `calls` calls with stack capture on resized without making
+    /// them (a buffer grown by realloc on every call: see `sys::resize_sites`), largest
+    /// first, as [`Site::replaced`] sites.
+    pub(crate) fn resized_sites(
+        &self,
+        calls: u64,
+        limit: usize,
+        runtime: Option<usize>,
+        location: &mut dyn FnMut(u64) -> Option<Frame>,
+    ) -> Vec<Site> {
+        let grown = sys::resize_sites()
+            .into_iter()
+            .filter(|&(_, bytes)| bytes > 0)
+            .map(|(stack, bytes)| (stack, (0, bytes)))
             .collect();
         self.sites_of(grown, calls, limit, runtime, location, true)
     }

@@ -1022,7 +1022,7 @@ fn budget_findings(policy: &Policy, runs: &[Run]) -> Vec<Finding> {
 const RARE_SPAN_CALLS: u64 = 1000;
 
 /// Longest the calls of a run made only to span [`RARE_SPAN_CALLS`] may take, seconds.
-const RARE_SPAN_SECONDS: f64 = 0.005;
+const RARE_SPAN_SECONDS: f64 = 0.01;
 
 /// Heap growth that a run which left no survivor may show and still be quiet, bytes:
 /// freed chunks held by glibc's caches (see [`decide`]).

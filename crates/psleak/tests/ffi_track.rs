@@ -202,6 +202,14 @@ fn a_buffer_realloc_grows_by_8_bytes_a_call_is_a_leak() {
     };
     assert!((6.0..12.0).contains(&findings[0].per_call), "{report}");
     assert!(report.runs.iter().any(|r| r.resized > 0), "{report}");
+    // The where run goes on until the buffer is resized, and names the realloc, with the
+    // leak's rate as its share.
+    assert_site(&report, "leak_realloc_appended", "LEAK_REALLOC_APPENDED");
+    let site = &report.sites[0];
+    assert!(
+        site.replaced && (site.bytes_per_call - findings[0].per_call).abs() < 0.5,
+        "{report}"
+    );
 }
 
 #[test]

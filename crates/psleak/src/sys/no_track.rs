@@ -51,6 +51,10 @@ pub(crate) fn survivors() -> [(i64, i64); MAX_RUNS] {
     [(0, 0); MAX_RUNS]
 }
 
+pub(crate) fn resize_sites() -> Vec<(u16, i64)> {
+    Vec::new()
+}
+
 pub(crate) fn resized() -> [i64; MAX_RUNS] {
     [0; MAX_RUNS]
 }

@@ -217,7 +217,7 @@ static size_t appended_len, appended_cap;
 void leak_realloc_appended(void) {
     if (appended_len + 8 > appended_cap) {
         size_t cap = appended_cap + appended_cap / 8 + 64;
-        char *p = realloc(appended, cap);
+        char *p = realloc(appended, cap); /* LEAK_REALLOC_APPENDED */
         if (p == NULL) return;
         appended = p;
         appended_cap = cap;

@@ -159,25 +159,72 @@ fn resized(old: Option<table::Entry>, old_size: usize, addr: usize, size: usize,
         return;
     }
     let run = RUN.load(Ordering::Relaxed);
-    if run != 0 && old.map_or(true, |o| o.run() != run) {
-        let before = old.map_or(old_size, |o| o.size());
+    let foreign = run != 0 && old.map_or(true, |o| o.run() != run);
+    let delta = size as i64 - old.map_or(old_size, |o| o.size()) as i64;
+    if foreign {
         if let Some(slot) = RESIZED.get(run as usize - 1) {
-            slot.fetch_add(size as i64 - before as i64, Ordering::Relaxed);
+            slot.fetch_add(delta, Ordering::Relaxed);
         }
     }
-    let Some(old) = old else { return };
+    if old.is_none() && !(foreign && CAPTURE.load(Ordering::Relaxed) != 0) {
+        return;
+    }
     LOCAL.with(|l| {
         let was = l.busy.replace(true);
         let stack = if was { None } else { capture_stack(l) };
-        table::insert(table::Entry::new(
-            addr,
-            size,
-            mapping,
-            old.run(),
-            stack.unwrap_or(old.stack()),
-        ));
+        if let (true, Some(stack)) = (foreign, stack) {
+            resize_site(stack, delta);
+        }
+        if let Some(old) = old {
+            table::insert(table::Entry::new(
+                addr,
+                size,
+                mapping,
+                old.run(),
+                stack.unwrap_or(old.stack()),
+            ));
+        }
         l.busy.set(was);
     });
+}
+
+/// Slots of [`RESIZE_SITES`].
+const RESIZE_SLOTS: usize = 256;
+
+/// While stacks are captured (the where run), the bytes by which blocks a run did not make
+/// were resized, by the resizing call's stack: key (stack + 1; 0: free) and bytes, open
+/// addressing. The sites of a buffer grown by realloc on every call, whose block is no
+/// run's survivor. Stacks past the slots are not counted.
+static RESIZE_SITES: [(AtomicU32, AtomicI64); RESIZE_SLOTS] =
+    [const { (AtomicU32::new(0), AtomicI64::new(0)) }; RESIZE_SLOTS];
+
+fn resize_site(stack: u16, delta: i64) {
+    let key = u32::from(stack) + 1;
+    let start = (key as usize).wrapping_mul(0x9E37_79B9) % RESIZE_SLOTS;
+    for i in 0..RESIZE_SLOTS {
+        let (k, bytes) = &RESIZE_SITES[(start + i) % RESIZE_SLOTS];
+        let found = match k.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(current) => current == key,
+        };
+        if found {
+            bytes.fetch_add(delta, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+/// The bytes counted by stack in [`RESIZE_SITES`], and the slots emptied.
+pub(crate) fn take_resize_sites() -> Vec<(u16, i64)> {
+    let mut out = Vec::new();
+    for (k, bytes) in &RESIZE_SITES {
+        let key = k.swap(0, Ordering::AcqRel);
+        let b = bytes.swap(0, Ordering::AcqRel);
+        if key != 0 {
+            out.push(((key - 1) as u16, b));
+        }
+    }
+    out
 }
 
 /// Forgets a block (if recorded) and returns it.

@@ -419,6 +419,12 @@ pub(crate) fn reset() {
     }
 }
 
+/// Bytes by which blocks were resized while stacks were captured, by the resizing call's
+/// stack, since the last call (see `hooks::RESIZE_SITES`).
+pub(crate) fn resize_sites() -> Vec<(u16, i64)> {
+    paused(hooks::take_resize_sites)
+}
+
 /// Bytes by which each run (index 0 = run 1) resized blocks it did not make (see
 /// [`hooks::RESIZED`]).
 pub(crate) fn resized() -> [i64; MAX_RUNS] {
