@@ -2,7 +2,7 @@
 //! verdict engine (which owns every rule) and assembles the [`Report`]. It samples and
 //! calls; it does not judge.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -521,15 +521,15 @@ impl<'a, H: Host> Driver<'a, H> {
         // extra calls would only grow it.
         // Nor has a leak of the heap whose blocks each later run freed, unless what the
         // runs' blocks held when new grew: blocks replaced by larger ones (see `replacing`).
+        let replaced = matches!(&decision, Decision::Leak(findings) if replacing(findings, &runs));
         let sites = match (&tracking, &decision) {
             (Some(t), Decision::Leak(findings))
-                if replacing(findings, &runs)
+                if replaced
                     || findings
                         .iter()
                         .any(|f| f.metric.is_survivors() || f.metric == Metric::Blocks) =>
             {
                 let survivors = findings.iter().any(|f| f.metric.is_survivors());
-                let replaced = replacing(findings, &runs);
                 let routed = !replaced && self.host.route_runtime_allocator(true);
                 let sites = if survivors || routed || replaced {
                     self.locate(t, findings, &runs, policy.times, replaced)
@@ -660,31 +660,7 @@ impl<'a, H: Host> Driver<'a, H> {
         self.host.locate(false);
         tracking.set_run(0);
         if let Some(halfway) = halfway.filter(|_| result.is_ok() && made > half) {
-            let end = tracking.held(run_a);
-            let runtime = self.host.runtime_address();
-            let host = &mut *self.host;
-            let mut sites =
-                tracking.growing_sites(&halfway, end, made - half, MAX_SITES, runtime, &mut |token| {
-                    host.location(token)
-                });
-            // A buffer grown by an eighth when full is resized a few times in run A, each
-            // time by a step worth many calls: its site gets its share of the leak's rate,
-            // measured over the runs, rather than the steps that fell in run A.
-            let mut resized =
-                tracking.resized_sites(made, MAX_SITES, runtime, &mut |token| host.location(token));
-            let heap_rate = findings
-                .iter()
-                .find(|f| f.metric.is_bytes())
-                .map_or(0.0, |f| f.per_call);
-            let total: f64 = resized.iter().map(|s| s.bytes_per_call).sum();
-            if total > 0.0 && heap_rate > 0.0 {
-                for s in &mut resized {
-                    s.bytes_per_call = heap_rate * s.bytes_per_call / total;
-                }
-            }
-            sites.extend(resized);
-            sites.sort_by(|a, b| b.bytes_per_call.total_cmp(&a.bytes_per_call));
-            sites.truncate(MAX_SITES);
+            let sites = self.replaced_sites(tracking, findings, run_a, &halfway, made, half);
             let _ = backend::malloc_trim();
             return Ok(sites);
         }
@@ -720,6 +696,43 @@ impl<'a, H: Host> Driver<'a, H> {
         // Give the pages back, so that the process's memory after the check is as before.
         let _ = backend::malloc_trim();
         Ok(sites)
+    }
+
+    /// The sites of blocks replaced by larger ones or resized, after run A (`run`) made
+    /// `made` calls and its blocks held `halfway` after `half` of them (see `replacing`).
+    fn replaced_sites(
+        &mut self,
+        tracking: &Tracking,
+        findings: &[Finding],
+        run: u32,
+        halfway: &HashMap<u16, (i64, i64)>,
+        made: u64,
+        half: u64,
+    ) -> Vec<Site> {
+        let end = tracking.held(run);
+        let runtime = self.host.runtime_address();
+        let host = &mut *self.host;
+        let mut sites = tracking.growing_sites(halfway, end, made - half, MAX_SITES, runtime, &mut |token| {
+            host.location(token)
+        });
+        // A buffer grown by an eighth when full is resized a few times in run A, each time
+        // by a step worth many calls: its site gets its share of the leak's rate, measured
+        // over the runs, rather than the steps that fell in run A.
+        let mut resized = tracking.resized_sites(made, MAX_SITES, runtime, &mut |token| host.location(token));
+        let rate = findings
+            .iter()
+            .find(|f| f.metric.is_bytes())
+            .map_or(0.0, |f| f.per_call);
+        let total: f64 = resized.iter().map(|s| s.bytes_per_call).sum();
+        if total > 0.0 && rate > 0.0 {
+            for s in &mut resized {
+                s.bytes_per_call = rate * s.bytes_per_call / total;
+            }
+        }
+        sites.extend(resized);
+        sites.sort_by(|a, b| b.bytes_per_call.total_cmp(&a.bytes_per_call));
+        sites.truncate(MAX_SITES);
+        sites
     }
 
     /// Whether nothing points to nine in ten or more of the blocks `run` left alive, after
