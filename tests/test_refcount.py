@@ -152,6 +152,58 @@ def test_census_finds_a_count_that_rose() -> None:
     del holder
 
 
+def test_held_census_reads_again_without_a_walk() -> None:
+    """A census taken with hold=True keeps what it counted alive until its second reading,
+    which finds the rise of an object no longer reachable from anything else, and then gives
+    every reference back."""
+    import weakref
+
+    target = RefTarget("held")
+    holder = {"target": target}
+    flags = {"skip_tracked_referents": True, "skip_immortal": sys.version_info >= (3, 12)}
+    gc.collect()
+    before = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
+    assert before.holds
+    count = sys.getrefcount(target)
+    for _ in range(10):
+        incref(target)
+    rows = _psleak.held_growth(before, min_growth=MIN_GROWTH)
+    assert not before.holds
+    found = [(was, now) for obj, was, now in rows if obj is target]
+    assert found == [(found[0][0], found[0][0] + 10)]
+    del rows, found
+    # The census's reference is given back: the count read while held, plus the increfs,
+    # less the census's own.
+    assert sys.getrefcount(target) == count + 10 - 1
+    for _ in range(10):
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(target))
+    # Released twice: nothing more given back; read again: refused.
+    before.release()
+    with pytest.raises(ValueError, match="hold=True"):
+        _psleak.held_growth(before, min_growth=MIN_GROWTH)
+    # An object dropped while held lives until the release, then goes.
+    victim = RefTarget("victim")
+    holder["victim"] = victim
+    ref = weakref.ref(victim)
+    del victim
+    gc.collect()
+    census = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
+    del holder["victim"]
+    gc.collect()
+    assert ref() is not None
+    census.release()
+    gc.collect()
+    assert ref() is None
+    # A census freed while it holds gives its references back too.
+    holder["victim"] = RefTarget("victim2")
+    ref = weakref.ref(holder["victim"])
+    census = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
+    del holder["victim"], census
+    gc.collect()
+    assert ref() is None
+    del holder
+
+
 def test_census_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError):
         _psleak.refcount_census((1, 2), skip_tracked_referents=True, skip_immortal=False)  # type: ignore[arg-type]
