@@ -652,6 +652,7 @@ def _matrix_cases() -> list[Case]:
         ("site_rare", "malloc(64) on every 100th call", ("lm_site_rare_alloc", src)),
         ("site_churn", "malloc(16) + 1000-byte buffers freed every 500 calls", ("lm_site_churn_alloc", src)),
         ("site_grown_copy", "one buffer replaced by a copy 32 B larger per call", ("lm_site_grown_copy_alloc", src)),
+        ("site_table", "malloc(56) through a pointer in data (as xmlMalloc)", ("lm_site_table_alloc", src)),
     ]:
         c += _leak_twin(stem, "native_site", MEMORY, note, site=site)
     return c

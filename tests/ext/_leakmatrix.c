@@ -1341,6 +1341,24 @@ lm_site_strdup(void)
     return p;
 }
 
+/* An allocator table in data, as libxml2 keeps xmlMalloc and xmlFree (linked into
+ * lxml): function pointers initialised to libc's, filled in by absolute relocations in
+ * .data, not through the GOT. */
+typedef void *(*lm_malloc_fn)(size_t);
+typedef void (*lm_free_fn)(void *);
+lm_malloc_fn lm_table_malloc = malloc;
+lm_free_fn lm_table_free = free;
+
+LM_SITE void *
+lm_site_table_alloc(void)
+{
+    void *p = lm_table_malloc(56);
+    if (p != NULL)
+        memset(p, 6, 56);
+    escape(p);
+    return p;
+}
+
 /* opendir allocates the DIR (and its ~32 KiB buffer) inside libc */
 LM_SITE DIR *
 lm_site_opendir(void)
@@ -1457,6 +1475,17 @@ static PyObject *leak_site_realloc(PyObject *m, PyObject *a) { return site_resul
 static PyObject *clean_site_realloc(PyObject *m, PyObject *a) { return site_result(lm_site_realloc(), 0); }
 static PyObject *leak_site_posix_memalign(PyObject *m, PyObject *a) { return site_result(lm_site_posix_memalign(), 1); }
 static PyObject *clean_site_posix_memalign(PyObject *m, PyObject *a) { return site_result(lm_site_posix_memalign(), 0); }
+static PyObject *leak_site_table(PyObject *m, PyObject *a) { return site_result(lm_site_table_alloc(), 1); }
+/* made through the table, freed through the table */
+static PyObject *
+clean_site_table(PyObject *m, PyObject *a)
+{
+    void *p = lm_site_table_alloc();
+    if (p == NULL)
+        return PyErr_NoMemory();
+    lm_table_free(p);
+    Py_RETURN_NONE;
+}
 static PyObject *leak_site_strdup(PyObject *m, PyObject *a) { return site_result(lm_site_strdup(), 1); }
 static PyObject *clean_site_strdup(PyObject *m, PyObject *a) { return site_result(lm_site_strdup(), 0); }
 
@@ -1982,6 +2011,8 @@ static PyMethodDef matrix_methods[] = {
     LM_NOARGS(clean_site_realloc, "lm_site_realloc(): a buffer grown by realloc to 320 B, freed."),
     LM_NOARGS(leak_site_posix_memalign, "lm_site_posix_memalign(): posix_memalign(64, 192), lost."),
     LM_NOARGS(clean_site_posix_memalign, "lm_site_posix_memalign(): posix_memalign(64, 192), freed."),
+    LM_NOARGS(leak_site_table, "lm_site_table_alloc(): malloc(56) through a function pointer kept in data, lost."),
+    LM_NOARGS(clean_site_table, "lm_site_table_alloc(): malloc(56) through a function pointer kept in data, freed through its twin."),
     LM_NOARGS(leak_site_strdup, "lm_site_strdup(): strdup (allocated inside libc), lost."),
     LM_NOARGS(clean_site_strdup, "lm_site_strdup(): strdup (allocated inside libc), freed."),
     LM_NOARGS(leak_site_opendir, "lm_site_opendir(): opendir('/') (allocated inside libc); fd closed, DIR lost."),

@@ -249,3 +249,60 @@ fn hooks_come_out_when_the_closure_panics() {
     );
     assert!(!report.sites.is_empty(), "{report}");
 }
+
+/// Allocations through function pointers a library keeps in its data (libxml2's
+/// `xmlMalloc`, linked into lxml), not through its GOT: tracked and located like the rest,
+/// and a block made through one and freed through the other is not a survivor.
+#[test]
+fn allocations_through_a_pointer_table_are_tracked() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_through_table");
+    let report = leak_report("leak_through_table", || leak());
+    assert_eq!(survivors_metric(&report), Metric::NativeBytes, "{report}");
+    assert_site(&report, "leak_through_table", "LEAK_THROUGH_TABLE");
+    assert_eq!(report.sites[0].bytes_per_call, 48.0, "{report}");
+    let clean = lib.void_fn("clean_mixed_table");
+    let report = LeakCheck::new().run(|| clean()).unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+/// A pointer the program set to its own allocator (`xmlMemSetup`) is never patched, and one
+/// it sets during a check is not changed back when the check ends; the C library's is
+/// patched during the check's runs and restored after it.
+#[test]
+fn a_pointer_table_the_program_set_is_left_as_it_is() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let (address, own) = (
+        lib.size_fn("table_malloc_address"),
+        lib.size_fn("own_malloc_address"),
+    );
+    let (use_own, use_libc) = (lib.void_fn("table_use_own"), lib.void_fn("table_use_libc"));
+    let libc_malloc = address();
+    let mut patched = 0;
+    LeakCheck::new()
+        .run(|| patched += usize::from(address() != libc_malloc))
+        .unwrap();
+    assert!(patched > 0, "patched during the runs");
+    assert_eq!(address(), libc_malloc, "restored after them");
+    use_own();
+    let mut other = 0;
+    LeakCheck::new()
+        .run(|| other += usize::from(address() != own()))
+        .unwrap();
+    assert_eq!(other, 0, "the program's own: not patched");
+    assert_eq!(address(), own());
+    use_libc();
+    let mut calls = 0;
+    LeakCheck::new()
+        .run(|| {
+            calls += 1;
+            if calls == 300 {
+                use_own();
+            }
+        })
+        .unwrap();
+    assert_eq!(address(), own(), "set during the check: kept");
+    use_libc();
+}

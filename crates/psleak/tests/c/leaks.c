@@ -241,3 +241,33 @@ void clean_realloc_cycled(void) {
     cycled = p;
     cycled_len += 64;
 }
+
+/* An allocator table in data, as libxml2 keeps xmlMalloc and xmlFree (linked into lxml):
+   function pointers initialised to the C library's, filled in by absolute relocations
+   (R_X86_64_64), not through the GOT. */
+typedef void *(*table_malloc_fn)(size_t);
+typedef void (*table_free_fn)(void *);
+table_malloc_fn table_malloc = malloc;
+table_free_fn table_free = free;
+
+void leak_through_table(void) {
+    leaks_sink = table_malloc(48); /* LEAK_THROUGH_TABLE */
+}
+
+/* Made through the GOT, freed through the table, and the other way round. */
+void clean_mixed_table(void) {
+    void *p = malloc(64);
+    leaks_sink = p;
+    table_free(p);
+    p = table_malloc(80);
+    leaks_sink = p;
+    free(p);
+}
+
+/* The program's own allocator, set in the table (xmlMemSetup): never patched, never
+   changed back. */
+static void *own_malloc(size_t n) { return malloc(n); }
+void table_use_own(void) { table_malloc = own_malloc; }
+void table_use_libc(void) { table_malloc = malloc; }
+size_t table_malloc_address(void) { return (size_t)table_malloc; }
+size_t own_malloc_address(void) { return (size_t)own_malloc; }

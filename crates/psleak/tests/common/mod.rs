@@ -76,6 +76,12 @@ impl Lib {
         // SAFETY: the symbol is a C function taking nothing and returning int.
         unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> libc::c_int>(self.sym(name)) }
     }
+
+    #[allow(dead_code)] // not every test binary reads addresses
+    pub fn size_fn(&self, name: &str) -> extern "C" fn() -> libc::size_t {
+        // SAFETY: the symbol is a C function taking nothing and returning size_t.
+        unsafe { std::mem::transmute::<*mut libc::c_void, extern "C" fn() -> libc::size_t>(self.sym(name)) }
+    }
 }
 
 /// Compiles `tests/c/leaks.c` into a shared library (once per test binary: later calls

@@ -41,6 +41,26 @@ const GOT_RELOCS: [u32; 2] = [
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const GOT_RELOCS: [u32; 0] = [];
 
+/// Relocations that store a symbol's address, plus an addend, in a data word: a function
+/// pointer initialised to `malloc` in a global (libxml2's `xmlMalloc`, `xmlFree`, linked into
+/// lxml, and any allocator table of that kind).
+#[cfg(target_arch = "x86_64")]
+const DATA_RELOCS: [u32; 1] = [1 /* R_X86_64_64 */];
+#[cfg(target_arch = "aarch64")]
+const DATA_RELOCS: [u32; 1] = [257 /* R_AARCH64_ABS64 */];
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const DATA_RELOCS: [u32; 0] = [];
+
+/// What kind of word a relocation filled in (see [`Object::for_each_got`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Slot {
+    /// A GOT entry (`GLOB_DAT`, `JUMP_SLOT`): only the dynamic linker writes it.
+    Got,
+    /// A pointer in the object's writable data (`R_X86_64_64`, addend 0): the program may
+    /// store another function there itself (`xmlMemSetup`), at any time.
+    Data,
+}
+
 /// Whether this architecture's GOT relocations are known here.
 pub(crate) const SUPPORTED_ARCH: bool = !GOT_RELOCS.is_empty();
 
@@ -154,11 +174,12 @@ impl Object {
         None
     }
 
-    /// Calls `f(got_entry_address, symbol_name, defined_here)` for every GOT entry of the
-    /// object that a `GLOB_DAT` or `JUMP_SLOT` relocation filled in; `defined_here` says
-    /// the object defines the symbol itself (libc's own `malloc` entry) rather than
-    /// importing it.
-    pub(crate) fn for_each_got(&self, mut f: impl FnMut(usize, &CStr, bool)) {
+    /// Calls `f(entry_address, symbol_name, defined_here, slot)` for every GOT entry of the
+    /// object that a `GLOB_DAT` or `JUMP_SLOT` relocation filled in, and every data word
+    /// that an absolute relocation without addend filled in with a symbol's address, within
+    /// a segment loaded writable ([`Slot::Data`]); `defined_here` says the object defines
+    /// the symbol itself (libc's own `malloc` entry) rather than importing it.
+    pub(crate) fn for_each_got(&self, mut f: impl FnMut(usize, &CStr, bool, Slot)) {
         let Some(dynamic) = self
             .phdrs()
             .iter()
@@ -200,11 +221,22 @@ impl Object {
             for k in 0..bytes / std::mem::size_of::<Rela>() {
                 // SAFETY: DT_RELA/DT_JMPREL point at arrays of that many Elf64_Rela.
                 let r = unsafe { *(table as *const Rela).add(k) };
-                if !GOT_RELOCS.contains(&((r.info & 0xffff_ffff) as u32)) {
+                let kind = (r.info & 0xffff_ffff) as u32;
+                let slot = if GOT_RELOCS.contains(&kind) {
+                    Slot::Got
+                } else if DATA_RELOCS.contains(&kind) && r.addend == 0 {
+                    Slot::Data
+                } else {
                     continue;
-                }
+                };
                 let sym_index = (r.info >> 32) as usize;
                 if sym_index == 0 {
+                    continue;
+                }
+                let at = self.base.wrapping_add(r.offset as usize);
+                // A data word outside the writable segments (a text relocation) is left
+                // alone: storing there would fault.
+                if slot == Slot::Data && !self.writable(at) {
                     continue;
                 }
                 // SAFETY: the relocation's symbol index lies within the symbol table
@@ -214,7 +246,7 @@ impl Object {
                     let name = CStr::from_ptr((strtab + sym.name as usize) as *const libc::c_char);
                     (name, sym.shndx != 0 /* SHN_UNDEF */)
                 };
-                f(self.base.wrapping_add(r.offset as usize), name, defined);
+                f(at, name, defined, slot);
             }
         };
         walk(rela, relasz);
@@ -234,6 +266,18 @@ impl Object {
         } else {
             v
         }
+    }
+
+    /// Whether `addr` lies in a segment loaded writable (`PF_W`: the data segment, RELRO
+    /// part included).
+    fn writable(&self, addr: usize) -> bool {
+        self.phdrs().iter().any(|p| {
+            let start = self.base.wrapping_add(p.p_vaddr as usize);
+            p.p_type == libc::PT_LOAD
+                && p.p_flags & libc::PF_W != 0
+                && addr >= start
+                && addr + std::mem::size_of::<usize>() <= start + p.p_memsz as usize
+        })
     }
 
     /// Whether the page holding `addr` is one the dynamic linker made read-only (RELRO).

@@ -199,8 +199,13 @@ pub(crate) fn install(runtime: Option<usize>) -> Result<(), Unavailable> {
             if skipped(&st, o) {
                 return;
             }
-            o.for_each_got(|addr, name, defined| {
+            o.for_each_got(|addr, name, defined, slot| {
                 let Some(i) = symbol_index(name) else { return };
+                // A data pointer holding something else was set by the program (its own
+                // allocator): only GOT entries tell of another tool.
+                if slot == elf::Slot::Data {
+                    return;
+                }
                 malloc_entries += usize::from(i == 0);
                 if let Entry::Foreign(v) = judge(o, addr, i, defined) {
                     // dlopen has compatibility versions at other addresses; only the
@@ -261,7 +266,7 @@ fn patch_all(st: &mut State) {
         if skipped(st_ref, o) {
             return;
         }
-        o.for_each_got(|addr, name, defined| {
+        o.for_each_got(|addr, name, defined, slot| {
             let Some(i) = symbol_index(name) else { return };
             if allocator_mapping(st_ref, o, i) {
                 return;
@@ -269,6 +274,11 @@ fn patch_all(st: &mut State) {
             let Entry::Ours(original) = judge(o, addr, i, defined) else {
                 return;
             };
+            // A data pointer is patched only while it holds the C library's function: one
+            // the program pointed at its own allocator stays its own.
+            if slot == elf::Slot::Data && original != REAL[i].load(Ordering::Relaxed) {
+                return;
+            }
             if len == MAX_PATCHED {
                 return;
             }
@@ -304,9 +314,9 @@ pub(crate) fn uninstall() {
         let hooks = hooks::hook_addresses();
         let (patched, len) = (st.patched, st.len);
         elf::for_each_object(|o| {
-            o.for_each_got(|addr, name, _| {
+            o.for_each_got(|addr, name, _, _| {
                 let Some(i) = symbol_index(name) else { return };
-                // SAFETY: addr is a GOT entry of this loaded object.
+                // SAFETY: addr is a GOT entry or data pointer of this loaded object.
                 if unsafe { elf::read(addr) } != hooks[i] {
                     return;
                 }
@@ -442,7 +452,7 @@ pub(crate) fn got_snapshot() -> Vec<(usize, usize)> {
     paused(|| {
         let mut v = Vec::with_capacity(4096);
         elf::for_each_object(|o| {
-            o.for_each_got(|addr, name, _| {
+            o.for_each_got(|addr, name, _, _| {
                 if symbol_index(name).is_some() && v.len() < v.capacity() {
                     // SAFETY: addr is a GOT entry of a loaded object.
                     v.push((addr, unsafe { elf::read(addr) }));
@@ -840,7 +850,7 @@ mod foreign_tests {
         let mut target: Option<(elf::Object, usize)> = None;
         elf::for_each_object(|o| {
             if target.is_none() && o.path().to_bytes().is_empty() {
-                o.for_each_got(|addr, name, _| {
+                o.for_each_got(|addr, name, _, _| {
                     // SAFETY: addr is a GOT entry of the loaded main program.
                     if name == c"malloc" && unsafe { elf::read(addr) } == malloc {
                         target = Some((*o, addr));
