@@ -10,7 +10,8 @@ best of ``--repeat``:
 * the native census (``psleak._psleak.refcount_census``: tp_traverse + Py_REFCNT, a sorted
   vector of 16-byte entries) and its comparison with a later one (``census_growth``: a
   second walk), and the second reading a check makes (``held_growth``: the first reading
-  holds what it counted, and reads their counts again where they are);
+  holds the referents it counted, read again where they are, and the collector's objects
+  come from a new list: no walk);
 * the same census written in Python, the peer: a dict ``id -> sys.getrefcount`` over the
   objects and their ``gc.get_referents`` (what a census without a native helper costs);
 * a whole ``psleak.check`` of a clean function with the ``refcounts`` checker (the census
@@ -115,7 +116,7 @@ def main() -> None:
     def held_second_reading() -> tuple[float, int]:
         held = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
         start = time.perf_counter()
-        rows = _psleak.held_growth(held, min_growth=4)
+        rows = _psleak.held_growth(held, gc.get_objects(), min_growth=4)
         return time.perf_counter() - start, len(rows)
 
     t_held, held_grown = min(held_second_reading() for _ in range(args.repeat))

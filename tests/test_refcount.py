@@ -153,54 +153,58 @@ def test_census_finds_a_count_that_rose() -> None:
 
 
 def test_held_census_reads_again_without_a_walk() -> None:
-    """A census taken with hold=True keeps what it counted alive until its second reading,
-    which finds the rise of an object no longer reachable from anything else, and then gives
-    every reference back."""
+    """A census taken with hold=True keeps the referents it counted outside the collector's
+    list alive until its second reading, which finds the rise of a held referent and of a
+    collector's object, and then gives every reference back. The collector's objects are
+    never kept alive."""
+    import decimal
     import weakref
 
-    target = RefTarget("held")
-    holder = {"target": target}
+    target = RefTarget("held")  # a collector's object
+    atom = decimal.Decimal("1.25")  # no GC support: a referent the census holds
+    holder = {"target": target, "atom": atom}
     flags = {"skip_tracked_referents": True, "skip_immortal": sys.version_info >= (3, 12)}
     gc.collect()
     before = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
     assert before.holds
-    count = sys.getrefcount(target)
+    counts = sys.getrefcount(target), sys.getrefcount(atom)
     for _ in range(10):
         incref(target)
-    rows = _psleak.held_growth(before, min_growth=MIN_GROWTH)
+        incref(atom)
+    rows = _psleak.held_growth(before, gc.get_objects(), min_growth=MIN_GROWTH)
     assert not before.holds
-    found = [(was, now) for obj, was, now in rows if obj is target]
-    assert found == [(found[0][0], found[0][0] + 10)]
+    found = {id(obj): now - was for obj, was, now in rows}
+    assert found.get(id(target)) == 10 and found.get(id(atom)) == 10, rows
     del rows, found
-    # The census's reference is given back: the count read while held, plus the increfs,
-    # less the census's own.
-    assert sys.getrefcount(target) == count + 10 - 1
+    # Given back: the atom's count less the census's reference, the target's as it was.
+    assert (sys.getrefcount(target), sys.getrefcount(atom)) == (counts[0] + 10, counts[1] + 10 - 1)
     for _ in range(10):
         ctypes.pythonapi.Py_DecRef(ctypes.py_object(target))
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(atom))
     # Released twice: nothing more given back; read again: refused.
     before.release()
     with pytest.raises(ValueError, match="hold=True"):
-        _psleak.held_growth(before, min_growth=MIN_GROWTH)
-    # An object dropped while held lives until the release, then goes.
-    victim = RefTarget("victim")
-    holder["victim"] = victim
-    ref = weakref.ref(victim)
-    del victim
-    gc.collect()
+        _psleak.held_growth(before, gc.get_objects(), min_growth=MIN_GROWTH)
+    # A held referent dropped during the span lives until the release (its count is the
+    # census's reference alone); a collector's object dropped goes at once.
+    holder["victim"] = decimal.Decimal("2.5")
+    holder["tracked"] = RefTarget("dropped")
+    victim_at, tracked_ref = id(holder["victim"]), weakref.ref(holder["tracked"])
     census = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
-    del holder["victim"]
+    del holder["victim"], holder["tracked"]
     gc.collect()
-    assert ref() is not None
+    assert ctypes.c_ssize_t.from_address(victim_at).value == 1
+    assert tracked_ref() is None
     census.release()
-    gc.collect()
-    assert ref() is None
+    assert not census.holds
     # A census freed while it holds gives its references back too.
-    holder["victim"] = RefTarget("victim2")
-    ref = weakref.ref(holder["victim"])
+    kept = decimal.Decimal("3.75")
+    holder["kept"] = kept
+    count = sys.getrefcount(kept)
     census = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
-    del holder["victim"], census
-    gc.collect()
-    assert ref() is None
+    assert sys.getrefcount(kept) == count + 1
+    del census
+    assert sys.getrefcount(kept) == count
     del holder
 
 

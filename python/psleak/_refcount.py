@@ -12,9 +12,11 @@ Two mechanisms find it:
   the function again over windows of other sizes (:func:`keeps_pace`). The first reading
   walks the heap: a few tenths of a second per million objects counted
   (``bench/census.py``), and 16 bytes per object kept while the runs last. It also holds a
-  reference to each object it counted, so that the second reading only reads their counts
-  again where they are, without a walk (an object the calls drop meanwhile is freed after
-  it, not during the runs). Never per call.
+  reference to each referent it counted outside the collector's list (atoms, untracked
+  tuples and dicts of atoms, objects of C types without GC support), so that the second
+  reading reads their counts again where they are, and the collector's objects from a new
+  list, without a walk (a held object the calls drop is freed just before that reading).
+  The collector's objects, which may hold resources, are never kept alive. Never per call.
 * **The subjects.** The function under test and what it holds (a bound method's ``self``,
   a ``functools.partial``'s function and arguments, a closure's variables:
   :func:`subjects`). The sum of their counts is sampled with the memory metrics after each
@@ -252,12 +254,6 @@ class Census:
         started = time.perf_counter()
         gc.collect()
         clear_caches()
-        if before is not None:
-            # The first reading holds what it counted: read again where it is.
-            try:
-                return _psleak.held_growth(before, min_growth=MIN_GROWTH)
-            finally:
-                self.seconds += time.perf_counter() - started
         if self._unfreeze:
             gc.unfreeze()
         try:
@@ -266,6 +262,10 @@ class Census:
             user_frozen = gc.get_freeze_count() > 0
             self._frozen_by_program |= user_frozen
             immortal = sys.version_info >= (3, 12)
+            if before is not None:
+                # The first reading holds the referents it counted: read again where they
+                # are, and the collector's objects from this list, without a walk.
+                return _psleak.held_growth(before, objects, min_growth=MIN_GROWTH)
             return _psleak.refcount_census(
                 objects, skip_tracked_referents=not user_frozen, skip_immortal=immortal, hold=True
             )

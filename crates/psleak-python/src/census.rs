@@ -9,10 +9,12 @@
 //! an object. No Python code runs during a census, so no count changes while it is taken.
 //!
 //! Addresses identify objects only while they are alive. Either a census holds a reference
-//! to each object it counted (`hold`), and [`held_growth`] reads their counts again where
-//! they are; or a second census is walked and compared within one call ([`census_growth`]),
-//! which never turns a stored address back into an object. Both return the objects whose
-//! count rose, alive.
+//! to each referent it counted outside the collector's list (`hold`: strings, ints,
+//! `None`, tuples of atoms, objects of C types without GC support), and [`held_growth`]
+//! reads their counts again where they are, and the collector's objects from a new list,
+//! without walking any referent; or a second census is walked and compared within one
+//! call ([`census_growth`]), which never turns a stored address back into an object. Both
+//! return the objects whose count rose, alive.
 
 use std::cell::RefCell;
 use std::os::raw::{c_int, c_void};
@@ -30,19 +32,25 @@ type Entries = Vec<Entry>;
 
 /// The reference counts of a set of objects at one moment (see the module docs).
 ///
-/// A census taken with `hold` also holds one reference to every object it counted, until
-/// [`held_growth`] reads them again or it is released ([`Census::release`], or when it
-/// is freed): the objects stay alive and at their addresses, so the second reading reads
-/// their counts directly, without listing the collector's objects or walking their
-/// referents again (about half of what a check spent on the census). Objects the calls in
-/// between would have freed live on until then: memory is not given back during the span,
-/// never taken.
+/// A census taken with `hold` also holds one reference to every referent it counted that
+/// was not in the collector's list, until [`held_growth`] reads them again or it is
+/// released ([`Census::release`], or when it is freed): those stay alive and at their
+/// addresses, so the second reading reads their counts directly instead of walking the
+/// collector's objects to find them again (the walk was most of a check's census). They
+/// are atoms and untracked containers of atoms, mostly, or objects of C types without GC
+/// support: kept alive a little longer, they change nothing the calls see. The
+/// collector's objects (instances of Python classes, sockets, connections, anything that
+/// may hold a resource released when it goes) are never held: the second reading lists
+/// them again.
 #[pyclass(module = "psleak._psleak", frozen)]
 pub struct Census {
     entries: Entries,
     tracked: usize,
-    /// Whether the census holds a reference to each object of `entries`.
+    /// Whether the census holds the references of `held_mask`.
     held: AtomicBool,
+    /// Per entry, whether the census holds a reference to its object (`hold`: the entries
+    /// not in the collector's list).
+    held_mask: Vec<bool>,
 }
 
 impl Census {
@@ -51,12 +59,14 @@ impl Census {
         if !self.held.swap(false, Ordering::AcqRel) {
             return;
         }
-        for &(addr, _) in &self.entries {
-            // SAFETY: the census took one reference to each object when it was made
-            // (`hold`), and `held` was true: this gives it back, once. The GIL is held
-            // (callers are methods called from Python, or the object's deallocation).
-            // A deallocation may run Python code; `entries` is not changed by anyone.
-            unsafe { ffi::Py_DECREF(addr as *mut ffi::PyObject) };
+        for (&(addr, _), &held) in self.entries.iter().zip(&self.held_mask) {
+            if held {
+                // SAFETY: the census took one reference to this object when it was made
+                // (`hold`), and `held` was true: this gives it back, once. The GIL is held
+                // (callers are methods called from Python, or the object's deallocation).
+                // A deallocation may run Python code; `entries` is not changed by anyone.
+                unsafe { ffi::Py_DECREF(addr as *mut ffi::PyObject) };
+            }
         }
     }
 }
@@ -568,8 +578,8 @@ fn merged<'a>(first: &'a [Entry], second: &'a [Entry]) -> impl Iterator<Item = E
 /// refer to. `skip_tracked_referents`: referents the collector tracks are in `objects`
 /// already (true unless objects are frozen with `gc.freeze()`). `skip_immortal`: leave out
 /// immortal objects (CPython 3.12+).
-/// `hold`: the census holds a reference to every object it counted (see [`Census`]), for
-/// [`held_growth`].
+/// `hold`: the census holds a reference to every referent it counted outside `objects`
+/// (see [`Census`]), for [`held_growth`].
 #[pyfunction]
 #[pyo3(signature = (objects, *, skip_tracked_referents, skip_immortal, hold=false))]
 pub fn refcount_census(
@@ -581,18 +591,27 @@ pub fn refcount_census(
     take(objects, skip_tracked_referents, skip_immortal, |own, others| {
         let mut entries = Vec::with_capacity(own.len() + others.len());
         entries.extend(merged(own, others));
+        let mut held_mask = Vec::new();
         if hold {
+            held_mask.reserve_exact(entries.len());
+            let mut listed = own.iter().map(|e| e.0).peekable();
             for &(addr, _) in &entries {
-                // SAFETY: every address was read from a live object by this census, and no
-                // Python code has run since (the list holds the tracked ones; the referents
-                // are held by them): this takes a reference, given back by `release_held`.
-                unsafe { ffi::Py_INCREF(addr as *mut ffi::PyObject) };
+                let in_list = listed.next_if_eq(&addr).is_some();
+                if !in_list {
+                    // SAFETY: the address was read from a live object by this census, and
+                    // no Python code has run since (the referents are held by the objects
+                    // of the list, which holds those): this takes a reference, given back
+                    // by `release_held` or `held_growth`.
+                    unsafe { ffi::Py_INCREF(addr as *mut ffi::PyObject) };
+                }
+                held_mask.push(!in_list);
             }
         }
         Census {
             entries,
             tracked: own.len(),
             held: AtomicBool::new(hold),
+            held_mask,
         }
     })
 }
@@ -632,20 +651,24 @@ unsafe fn grown_objects<'py>(
     Ok(out)
 }
 
-/// Reads again the counts of the objects a census taken with `hold` holds, and compares
-/// them with what it read: returns `(object, count_before, count_after)` for each object
-/// whose count rose by at least `min_growth`, largest rise first, and gives the census's
-/// references back. Each object is the one counted before (it was held), so no rise is an
-/// address reused. Costs one read per object: no list of the collector's objects, no walk
-/// of referents.
+/// The second reading of a census taken with `hold` (see [`Census`]), compared with it:
+/// returns `(object, count_before, count_after)` for each object whose count rose by at
+/// least `min_growth`, largest rise first, and gives the census's references back. The
+/// referents it holds are read where they are; the collector's objects from `objects` (a
+/// new `gc.get_objects()`), matched by address. Costs a read per object and a sort of the
+/// collector's objects: no referent is walked.
 ///
-/// Objects only the census still holds died during the span: they are freed first (see
-/// [`release_dead`]), so that what they refer to is counted as it would be had they been
-/// freed when they died (a `None` or an int referred to by an object the calls replaced
-/// would otherwise show the references of both the old object and the new).
+/// Held objects only the census still holds died during the span: they are freed first
+/// (see [`release_dead`]), so that what they refer to is counted as it would be had they
+/// been freed when they died.
 #[pyfunction]
-#[pyo3(signature = (before, *, min_growth))]
-pub fn held_growth<'py>(py: Python<'py>, before: &Census, min_growth: isize) -> PyResult<Bound<'py, PyList>> {
+#[pyo3(signature = (before, objects, *, min_growth))]
+pub fn held_growth<'py>(
+    before: &Census,
+    objects: &Bound<'py, PyList>,
+    min_growth: isize,
+) -> PyResult<Bound<'py, PyList>> {
+    let py = objects.py();
     // The references become this call's: nothing else gives them back from here on.
     if !before.held.swap(false, Ordering::AcqRel) {
         return Err(pyo3::exceptions::PyValueError::new_err(
@@ -653,35 +676,87 @@ pub fn held_growth<'py>(py: Python<'py>, before: &Census, min_growth: isize) -> 
         ));
     }
     let entries = &before.entries;
-    let mut released = vec![false; entries.len()];
-    // SAFETY: the census held one reference to each entry's object (taken above).
+    // Entries not held count as released: never read through their address.
+    let mut released: Vec<bool> = before.held_mask.iter().map(|h| !h).collect();
+    // SAFETY: the census held one reference to each entry's object not marked released.
     unsafe { release_dead(entries, &mut released) };
+    // Emptied before any count is read, and the list read after `release_dead` (which may
+    // free objects the list does not hold): no Python code runs from here on.
     clear_type_cache();
+    let listed = match listed_counts(objects) {
+        Ok(listed) => listed,
+        Err(e) => {
+            release_rest(entries, &released);
+            return Err(e);
+        }
+    };
     let mut grown: Vec<(usize, isize, isize)> = Vec::new();
+    let mut now = listed.iter().peekable();
     for (i, &(addr, was)) in entries.iter().enumerate() {
-        if let Some(&(ahead, _)) = entries.get(i + PREFETCH_AHEAD) {
-            prefetch(ahead);
-        }
-        if released[i] {
-            continue;
-        }
-        // SAFETY: still held, so alive at this address; less the census's reference, the
-        // count compares with `was`.
-        let count = unsafe { ffi::Py_REFCNT(addr as *mut ffi::PyObject) } - 1;
+        let count = if before.held_mask[i] {
+            if released[i] {
+                continue;
+            }
+            if let Some(&(ahead, _)) = entries.get(i + PREFETCH_AHEAD) {
+                prefetch(ahead);
+            }
+            // SAFETY: still held, so alive at this address.
+            let count = unsafe { ffi::Py_REFCNT(addr as *mut ffi::PyObject) };
+            // Less the census's reference, it compares with `was`.
+            count - 1
+        } else {
+            while now.next_if(|e| e.0 < addr).is_some() {}
+            match now.peek() {
+                Some(&&(a, count)) if a == addr => count,
+                _ => continue,
+            }
+        };
         if count - was >= min_growth {
             grown.push((addr, was, count));
         }
     }
-    // SAFETY: the objects of `grown` are held (alive) and no Python code ran since they were
-    // read; `grown_objects` takes its own references before anything is given back.
+    // SAFETY: the objects of `grown` are alive (held by the census, or by `objects`) and
+    // no Python code ran since they were read; `grown_objects` takes its own references
+    // before anything is given back.
     let out = unsafe { grown_objects(py, grown) };
-    for (&(addr, _), gone) in entries.iter().zip(&released) {
+    release_rest(entries, &released);
+    out
+}
+
+/// Gives back the census's reference to each object of `entries` not marked `released`.
+fn release_rest(entries: &Entries, released: &[bool]) {
+    for (&(addr, _), gone) in entries.iter().zip(released) {
         if !gone {
-            // SAFETY: the reference the census took, given back once.
+            // SAFETY: the reference the census took (not given back yet: not marked), given
+            // back once; the GIL is held (called from Python).
             unsafe { ffi::Py_DECREF(addr as *mut ffi::PyObject) };
         }
     }
-    out
+}
+
+/// The collector's objects of `objects` with their counts (less the list's reference),
+/// sorted by address.
+fn listed_counts(objects: &Bound<'_, PyList>) -> PyResult<Entries> {
+    let list = objects.as_ptr();
+    // SAFETY: `list` is a list (the type of `objects`), alive for this call.
+    let n = unsafe { ffi::PyList_Size(list) };
+    let mut out: Entries = Vec::with_capacity(n.max(0) as usize);
+    for i in 0..n {
+        if i + (PREFETCH_AHEAD as isize) < n {
+            // SAFETY: in range; a borrowed reference, used as an address only.
+            prefetch(unsafe { ffi::PyList_GetItem(list, i + PREFETCH_AHEAD as isize) } as usize);
+        }
+        // SAFETY: 0 <= i < len(list); a borrowed reference to a live object.
+        let obj = unsafe { ffi::PyList_GetItem(list, i) };
+        if obj.is_null() {
+            return Err(PyErr::fetch(objects.py()));
+        }
+        // SAFETY: as above.
+        out.push((obj as usize, unsafe { ffi::Py_REFCNT(obj) } - 1));
+    }
+    let mut scratch = Vec::new();
+    sort_by_address(&mut out, &mut scratch);
+    Ok(out)
 }
 
 /// Passes over the held objects that free what died: at most this many (a chain of dead
