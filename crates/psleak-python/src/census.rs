@@ -503,13 +503,13 @@ fn clear_type_cache() {
     }
 }
 
-/// The census itself, into `referents` (reset): `own` and `out` end sorted and deduplicated.
-fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> {
+/// Calls `f` on each object of `objects` with its count less the list's reference, with
+/// the headers of the objects some items ahead prefetched. `f` must run no Python code
+/// (the list must not change under the loop).
+fn each_listed(objects: &Bound<'_, PyList>, mut f: impl FnMut(*mut ffi::PyObject, isize)) -> PyResult<()> {
     let list = objects.as_ptr();
     // SAFETY: `list` is a list (the type of `objects`), alive for this call.
     let n = unsafe { ffi::PyList_Size(list) };
-    referents.own.reserve(n.max(0) as usize);
-    let skip_immortal = referents.skip_immortal;
     for i in 0..n {
         if i + (PREFETCH_AHEAD as isize) < n {
             // SAFETY: in range; a borrowed reference, used as an address only.
@@ -517,13 +517,24 @@ fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> 
         }
         // SAFETY: 0 <= i < len(list); PyList_GetItem returns a borrowed reference, so the
         // count read is the object's own plus the one the list holds. No Python code runs
-        // in this loop (tp_traverse must not run any), so the list cannot change.
+        // in this loop (`f`'s contract), so the list cannot change.
         let obj = unsafe { ffi::PyList_GetItem(list, i) };
         if obj.is_null() {
             return Err(PyErr::fetch(objects.py()));
         }
         // SAFETY: `obj` is alive (the list holds it).
-        let count = unsafe { ffi::Py_REFCNT(obj) };
+        f(obj, unsafe { ffi::Py_REFCNT(obj) } - 1);
+    }
+    Ok(())
+}
+
+/// The census itself, into `referents` (reset): `own` and `out` end sorted and deduplicated.
+fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> {
+    referents.own.reserve(objects.len());
+    let skip_immortal = referents.skip_immortal;
+    // tp_traverse runs no Python code.
+    each_listed(objects, |obj, listed_count| {
+        let count = listed_count + 1;
         if !(skip_immortal && immortal(count)) {
             // Less the list's own reference, so that the count is the same whether the
             // object is met in the list or as a referent.
@@ -546,7 +557,7 @@ fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> 
             // referents were queued (the objects holding them are in the list we hold).
             unsafe { drain(&mut *referents) };
         }
-    }
+    })?;
     // SAFETY: as above.
     unsafe { drain(&mut *referents) };
     let r = &mut *referents;
@@ -737,23 +748,8 @@ fn release_rest(entries: &Entries, released: &[bool]) {
 /// The collector's objects of `objects` with their counts (less the list's reference),
 /// sorted by address.
 fn listed_counts(objects: &Bound<'_, PyList>) -> PyResult<Entries> {
-    let list = objects.as_ptr();
-    // SAFETY: `list` is a list (the type of `objects`), alive for this call.
-    let n = unsafe { ffi::PyList_Size(list) };
-    let mut out: Entries = Vec::with_capacity(n.max(0) as usize);
-    for i in 0..n {
-        if i + (PREFETCH_AHEAD as isize) < n {
-            // SAFETY: in range; a borrowed reference, used as an address only.
-            prefetch(unsafe { ffi::PyList_GetItem(list, i + PREFETCH_AHEAD as isize) } as usize);
-        }
-        // SAFETY: 0 <= i < len(list); a borrowed reference to a live object.
-        let obj = unsafe { ffi::PyList_GetItem(list, i) };
-        if obj.is_null() {
-            return Err(PyErr::fetch(objects.py()));
-        }
-        // SAFETY: as above.
-        out.push((obj as usize, unsafe { ffi::Py_REFCNT(obj) } - 1));
-    }
+    let mut out: Entries = Vec::with_capacity(objects.len());
+    each_listed(objects, |obj, count| out.push((obj as usize, count)))?;
     let mut scratch = Vec::new();
     sort_by_address(&mut out, &mut scratch);
     Ok(out)
