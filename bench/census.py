@@ -8,10 +8,7 @@ best of ``--repeat``:
 
 * ``gc.get_objects()``, the list the census starts from;
 * the native census (``psleak._psleak.refcount_census``: tp_traverse + Py_REFCNT, a sorted
-  vector of 16-byte entries) and its comparison with a later one (``census_growth``: a
-  second walk), and the second reading a check makes (``held_growth``: the first reading
-  holds the referents it counted, read again where they are, and the collector's objects
-  come from a new list: no walk);
+  vector of 16-byte entries) and its comparison with a later one (``census_growth``);
 * the same census written in Python, the peer: a dict ``id -> sys.getrefcount`` over the
   objects and their ``gc.get_referents`` (what a census without a native helper costs);
 * a whole ``psleak.check`` of a clean function with the ``refcounts`` checker (the census
@@ -110,16 +107,6 @@ def main() -> None:
     before = native_census()
     flags = {"skip_tracked_referents": True, "skip_immortal": False}
     t_growth, grown = best(lambda: _psleak.census_growth(before, gc.get_objects(), min_growth=4, **flags), args.repeat)
-
-    # The second reading of a check: the first holds what it counted, the second reads
-    # those counts again where they are (no list, no walk), then gives them back.
-    def held_second_reading() -> tuple[float, int]:
-        held = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
-        start = time.perf_counter()
-        rows = _psleak.held_growth(held, gc.get_objects(), min_growth=4)
-        return time.perf_counter() - start, len(rows)
-
-    t_held, held_grown = min(held_second_reading() for _ in range(args.repeat))
     t_python, counts = best(python_census, args.repeat)
     python_bytes = peak_bytes(python_census)
     del counts
@@ -128,13 +115,11 @@ def main() -> None:
         ("gc.get_objects()", t_list, ""),
         (f"native census ({len(census):,} objects)", t_native, f"{census.nbytes / 2**20:.1f} MiB held"),
         ("native census + comparison", t_growth, f"{len(grown)} objects grew"),
-        ("second reading of a held census", t_held, f"{held_grown} objects grew"),
         ("Python census (dict id -> count)", t_python, f"{python_bytes / 2**20:.1f} MiB peak"),
     ]
     for label, seconds, extra in rows:
         print(f"  {label:<42} {seconds * 1000:8.1f} ms  {extra}")
     print(f"  native census vs Python census: {t_python / t_native:.1f}x faster")
-    print(f"  second reading, held vs walked again: {t_growth / t_held:.1f}x faster")
 
     t_on, _ = best(lambda: psleak.check(clean), args.repeat)
     t_off, _ = best(lambda: psleak.check(clean, checkers=psleak.Checkers.exclude("refcounts")), args.repeat)

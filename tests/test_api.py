@@ -546,16 +546,7 @@ def test_a_check_leaves_no_garbage_and_can_be_checked_itself() -> None:
     gc.collect()
     psleak.check(empty)
     assert gc.collect() == 0
-    # Checked for what a check may leave behind (garbage, descriptors, threads), not for
-    # memory: a process's first few hundred checks fill 16-25 KiB of malloc's heap that
-    # stays (with or without tracking and the census; then flat over thousands more),
-    # which two runs of 10 and 20 checks cannot tell from a leak.
-    report = psleak.check(
-        lambda: psleak.check(empty, times=10, retries=2),
-        times=10,
-        retries=2,
-        checkers=psleak.Checkers.exclude("memory"),
-    )
+    report = psleak.check(lambda: psleak.check(empty, times=10, retries=2), times=10, retries=2)
     assert report.clean, report.text
     # A failed check's exception was held by the frame that raised it, in its traceback.
     leak = psleak.check(lambda: leaked.append(bytearray(64)))

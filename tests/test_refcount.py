@@ -152,62 +152,6 @@ def test_census_finds_a_count_that_rose() -> None:
     del holder
 
 
-def test_held_census_reads_again_without_a_walk() -> None:
-    """A census taken with hold=True keeps the referents it counted outside the collector's
-    list alive until its second reading, which finds the rise of a held referent and of a
-    collector's object, and then gives every reference back. The collector's objects are
-    never kept alive."""
-    import decimal
-    import weakref
-
-    target = RefTarget("held")  # a collector's object
-    atom = decimal.Decimal("1.25")  # no GC support: a referent the census holds
-    holder = {"target": target, "atom": atom}
-    flags = {"skip_tracked_referents": True, "skip_immortal": sys.version_info >= (3, 12)}
-    gc.collect()
-    before = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
-    assert before.holds
-    counts = sys.getrefcount(target), sys.getrefcount(atom)
-    for _ in range(10):
-        incref(target)
-        incref(atom)
-    rows = _psleak.held_growth(before, gc.get_objects(), min_growth=MIN_GROWTH)
-    assert not before.holds
-    found = {id(obj): now - was for obj, was, now in rows}
-    assert found.get(id(target)) == 10 and found.get(id(atom)) == 10, rows
-    del rows, found
-    # Given back: the atom's count less the census's reference, the target's as it was.
-    assert (sys.getrefcount(target), sys.getrefcount(atom)) == (counts[0] + 10, counts[1] + 10 - 1)
-    for _ in range(10):
-        ctypes.pythonapi.Py_DecRef(ctypes.py_object(target))
-        ctypes.pythonapi.Py_DecRef(ctypes.py_object(atom))
-    # Released twice: nothing more given back; read again: refused.
-    before.release()
-    with pytest.raises(ValueError, match="hold=True"):
-        _psleak.held_growth(before, gc.get_objects(), min_growth=MIN_GROWTH)
-    # A held referent dropped during the span lives until the release (its count is the
-    # census's reference alone); a collector's object dropped goes at once.
-    holder["victim"] = decimal.Decimal("2.5")
-    holder["tracked"] = RefTarget("dropped")
-    victim_at, tracked_ref = id(holder["victim"]), weakref.ref(holder["tracked"])
-    census = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
-    del holder["victim"], holder["tracked"]
-    gc.collect()
-    assert ctypes.c_ssize_t.from_address(victim_at).value == 1
-    assert tracked_ref() is None
-    census.release()
-    assert not census.holds
-    # A census freed while it holds gives its references back too.
-    kept = decimal.Decimal("3.75")
-    holder["kept"] = kept
-    count = sys.getrefcount(kept)
-    census = _psleak.refcount_census(gc.get_objects(), hold=True, **flags)
-    assert sys.getrefcount(kept) == count + 1
-    del census
-    assert sys.getrefcount(kept) == count
-    del holder
-
-
 def test_census_rejects_bad_arguments() -> None:
     with pytest.raises(TypeError):
         _psleak.refcount_census((1, 2), skip_tracked_referents=True, skip_immortal=False)  # type: ignore[arg-type]

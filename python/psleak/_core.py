@@ -467,11 +467,8 @@ class _PythonHooks:
             self.census.before()
         # After runs that found a leak the census is not taken: its candidates would only
         # be confirmed for a clean verdict (4-5 ms a check).
-        if self.census is not None and phase == "after_runs":
-            if self.leaked:
-                self.census.release()
-            else:
-                self.census.after()
+        if self.census is not None and phase == "after_runs" and not self.leaked:
+            self.census.after()
         if self.checkers.gcgarbage and phase == "before_call":
             self.gc_debugger = GCDebugger().__enter__()
         if self.checkers.gcgarbage and phase == "after_call":
@@ -503,8 +500,6 @@ class _PythonHooks:
         if self.gc_debugger is not None:
             self.gc_debugger.__exit__(None, None, None)
             self.gc_debugger = None
-        if self.census is not None:
-            self.census.release()
         if self.froze:
             gc.unfreeze()
             self.froze = False

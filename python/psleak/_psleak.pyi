@@ -16,7 +16,6 @@ __all__ = [
     "fd_count",
     "fd_list",
     "format_bytes",
-    "held_growth",
     "malloc_stats",
     "malloc_trim",
     "memory_counters",
@@ -90,14 +89,8 @@ class Census:
     def tracked(self) -> int: ...
     @property
     def nbytes(self) -> int: ...
-    @property
-    def holds(self) -> bool: ...
-    def release(self) -> None: ...
 
-def refcount_census(
-    objects: list[Any], *, skip_tracked_referents: bool, skip_immortal: bool, hold: bool = False
-) -> Census: ...
-def held_growth(before: Census, objects: list[Any], *, min_growth: int) -> list[tuple[Any, int, int]]: ...
+def refcount_census(objects: list[Any], *, skip_tracked_referents: bool, skip_immortal: bool) -> Census: ...
 def census_growth(
     before: Census,
     objects: list[Any],

@@ -9,14 +9,9 @@ Two mechanisms find it:
   refer to (``None``, ints, strings, objects of C types without GC support), without
   creating a Python object (see ``crates/psleak-python/src/census.rs``). Objects whose
   count rose by :data:`MIN_GROWTH` or more are *candidates*; a leak is confirmed by calling
-  the function again over windows of other sizes (:func:`keeps_pace`). The first reading
-  walks the heap: a few tenths of a second per million objects counted
-  (``bench/census.py``), and 16 bytes per object kept while the runs last. It also holds a
-  reference to each referent it counted outside the collector's list (atoms, untracked
-  tuples and dicts of atoms, objects of C types without GC support), so that the second
-  reading reads their counts again where they are, and the collector's objects from a new
-  list, without a walk (a held object the calls drop is freed just before that reading).
-  The collector's objects, which may hold resources, are never kept alive. Never per call.
+  the function again over windows of other sizes (:func:`keeps_pace`). A census walks the
+  heap: a few tenths of a second per million objects counted (``bench/census.py``), and 16
+  bytes per object held while the runs last; it is taken twice per check, never per call.
 * **The subjects.** The function under test and what it holds (a bound method's ``self``,
   a ``functools.partial``'s function and arguments, a closure's variables:
   :func:`subjects`). The sum of their counts is sampled with the memory metrics after each
@@ -262,12 +257,10 @@ class Census:
             user_frozen = gc.get_freeze_count() > 0
             self._frozen_by_program |= user_frozen
             immortal = sys.version_info >= (3, 12)
-            if before is not None:
-                # The first reading holds the referents it counted: read again where they
-                # are, and the collector's objects from this list, without a walk.
-                return _psleak.held_growth(before, objects, min_growth=MIN_GROWTH)
-            return _psleak.refcount_census(
-                objects, skip_tracked_referents=not user_frozen, skip_immortal=immortal, hold=True
+            if before is None:
+                return _psleak.refcount_census(objects, skip_tracked_referents=not user_frozen, skip_immortal=immortal)
+            return _psleak.census_growth(
+                before, objects, min_growth=MIN_GROWTH, skip_tracked_referents=not user_frozen, skip_immortal=immortal
             )
         finally:
             objects = []
@@ -279,14 +272,6 @@ class Census:
         """The census before the runs."""
         self._before = self._take(None)
         self.counted = len(self._before)
-
-    def release(self) -> None:
-        """Gives back what the first reading holds (its objects stay alive until then):
-        after the second reading, or when there is none (a leak was found, the function
-        raised)."""
-        before, self._before = self._before, None
-        if before is not None:
-            before.release()
 
     def wanted(self, calls: int, seconds_per_call: float) -> int:
         """Calls to make after runs that made ``calls`` since :meth:`before`, at about
@@ -304,10 +289,8 @@ class Census:
         """The census after the runs: the objects whose count rose by MIN_GROWTH or more."""
         if self._before is None:
             return
-        try:
-            grown = self._take(self._before)
-        finally:
-            self.release()
+        grown = self._take(self._before)
+        self._before = None
         self._grown = [(obj, after - before) for obj, before, after in grown[:MAX_CANDIDATES]]
 
     def confirm(

@@ -8,17 +8,12 @@
 //! with `Py_REFCNT`, and the result is a sorted vector of (address, count) pairs: 16 bytes
 //! an object. No Python code runs during a census, so no count changes while it is taken.
 //!
-//! Addresses identify objects only while they are alive. Either a census holds a reference
-//! to each referent it counted outside the collector's list (`hold`: strings, ints,
-//! `None`, tuples of atoms, objects of C types without GC support), and [`held_growth`]
-//! reads their counts again where they are, and the collector's objects from a new list,
-//! without walking any referent; or a second census is walked and compared within one
-//! call ([`census_growth`]), which never turns a stored address back into an object. Both
-//! return the objects whose count rose, alive.
+//! Addresses identify objects only while they are alive, so a comparison is made within one
+//! call ([`census_growth`]) that returns the objects themselves, alive, and never turns a
+//! stored address back into an object.
 
 use std::cell::RefCell;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -31,52 +26,10 @@ type Entry = (usize, isize);
 type Entries = Vec<Entry>;
 
 /// The reference counts of a set of objects at one moment (see the module docs).
-///
-/// A census taken with `hold` also holds one reference to every referent it counted that
-/// was not in the collector's list, until [`held_growth`] reads them again or it is
-/// released ([`Census::release`], or when it is freed): those stay alive and at their
-/// addresses, so the second reading reads their counts directly instead of walking the
-/// collector's objects to find them again (the walk was most of a check's census). They
-/// are atoms and untracked containers of atoms, mostly, or objects of C types without GC
-/// support: kept alive a little longer, they change nothing the calls see. The
-/// collector's objects (instances of Python classes, sockets, connections, anything that
-/// may hold a resource released when it goes) are never held: the second reading lists
-/// them again.
 #[pyclass(module = "psleak._psleak", frozen)]
 pub struct Census {
     entries: Entries,
     tracked: usize,
-    /// Whether the census holds the references of `held_mask`.
-    held: AtomicBool,
-    /// Per entry, whether the census holds a reference to its object (`hold`: the entries
-    /// not in the collector's list).
-    held_mask: Vec<bool>,
-}
-
-impl Census {
-    /// Gives back the references the census holds, once.
-    fn release_held(&self) {
-        if !self.held.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        for (&(addr, _), &held) in self.entries.iter().zip(&self.held_mask) {
-            if held {
-                // SAFETY: the census took one reference to this object when it was made
-                // (`hold`), and `held` was true: this gives it back, once. The GIL is held
-                // (callers are methods called from Python, or the object's deallocation).
-                // A deallocation may run Python code; `entries` is not changed by anyone.
-                unsafe { ffi::Py_DECREF(addr as *mut ffi::PyObject) };
-            }
-        }
-    }
-}
-
-impl Drop for Census {
-    fn drop(&mut self) {
-        if *self.held.get_mut() {
-            Python::attach(|_| self.release_held());
-        }
-    }
 }
 
 #[pymethods]
@@ -96,19 +49,6 @@ impl Census {
     #[getter]
     fn nbytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<(usize, isize)>()
-    }
-
-    /// Whether the census still holds its objects (see [`held_growth`]).
-    #[getter]
-    fn holds(&self) -> bool {
-        self.held.load(Ordering::Acquire)
-    }
-
-    /// Gives back the references a census taken with `hold` holds (nothing otherwise, or
-    /// when given back already).
-    fn release(&self, py: Python<'_>) {
-        let _ = py;
-        self.release_held();
     }
 
     fn __repr__(&self) -> String {
@@ -490,11 +430,11 @@ fn take<T>(
 /// Empties CPython's type attribute cache (`PyType_ClearCache`), as the last thing before
 /// counts are read: each of its 4,096 entries holds a reference to a name, `None` once
 /// emptied (before 3.12, where `None` is mortal), and every attribute lookup made between
-/// an emptying and a reading fills one entry. Emptied by the caller before the Python code
-/// that leads here, the count of `None` differed between two readings by the lookups each
-/// made on the way (four more names looked up on the way to the first reading than to the
-/// second: `None` rose by 4, a candidate to confirm). Nothing runs between this and the
-/// reading, so both readings see every entry empty.
+/// an emptying and a reading fills one entry. Emptied only by the caller, before the
+/// Python code that leads here, `None`'s count differed between two readings by the
+/// lookups each made on the way (a reading reached through four more lookups than the
+/// other: `None` up by 4, a candidate to confirm). Nothing runs between this and the
+/// reading, so every reading sees every entry empty.
 fn clear_type_cache() {
     // SAFETY: a plain C API call; the GIL is held (callers are called from Python). It may
     // free names the cache held, which runs no Python code (strings).
@@ -503,13 +443,13 @@ fn clear_type_cache() {
     }
 }
 
-/// Calls `f` on each object of `objects` with its count less the list's reference, with
-/// the headers of the objects some items ahead prefetched. `f` must run no Python code
-/// (the list must not change under the loop).
-fn each_listed(objects: &Bound<'_, PyList>, mut f: impl FnMut(*mut ffi::PyObject, isize)) -> PyResult<()> {
+/// The census itself, into `referents` (reset): `own` and `out` end sorted and deduplicated.
+fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> {
     let list = objects.as_ptr();
     // SAFETY: `list` is a list (the type of `objects`), alive for this call.
     let n = unsafe { ffi::PyList_Size(list) };
+    referents.own.reserve(n.max(0) as usize);
+    let skip_immortal = referents.skip_immortal;
     for i in 0..n {
         if i + (PREFETCH_AHEAD as isize) < n {
             // SAFETY: in range; a borrowed reference, used as an address only.
@@ -517,24 +457,13 @@ fn each_listed(objects: &Bound<'_, PyList>, mut f: impl FnMut(*mut ffi::PyObject
         }
         // SAFETY: 0 <= i < len(list); PyList_GetItem returns a borrowed reference, so the
         // count read is the object's own plus the one the list holds. No Python code runs
-        // in this loop (`f`'s contract), so the list cannot change.
+        // in this loop (tp_traverse must not run any), so the list cannot change.
         let obj = unsafe { ffi::PyList_GetItem(list, i) };
         if obj.is_null() {
             return Err(PyErr::fetch(objects.py()));
         }
         // SAFETY: `obj` is alive (the list holds it).
-        f(obj, unsafe { ffi::Py_REFCNT(obj) } - 1);
-    }
-    Ok(())
-}
-
-/// The census itself, into `referents` (reset): `own` and `out` end sorted and deduplicated.
-fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> {
-    referents.own.reserve(objects.len());
-    let skip_immortal = referents.skip_immortal;
-    // tp_traverse runs no Python code.
-    each_listed(objects, |obj, listed_count| {
-        let count = listed_count + 1;
+        let count = unsafe { ffi::Py_REFCNT(obj) };
         if !(skip_immortal && immortal(count)) {
             // Less the list's own reference, so that the count is the same whether the
             // object is met in the list or as a referent.
@@ -557,7 +486,7 @@ fn walk(objects: &Bound<'_, PyList>, referents: &mut Referents) -> PyResult<()> 
             // referents were queued (the objects holding them are in the list we hold).
             unsafe { drain(&mut *referents) };
         }
-    })?;
+    }
     // SAFETY: as above.
     unsafe { drain(&mut *referents) };
     let r = &mut *referents;
@@ -589,60 +518,59 @@ fn merged<'a>(first: &'a [Entry], second: &'a [Entry]) -> impl Iterator<Item = E
 /// refer to. `skip_tracked_referents`: referents the collector tracks are in `objects`
 /// already (true unless objects are frozen with `gc.freeze()`). `skip_immortal`: leave out
 /// immortal objects (CPython 3.12+).
-/// `hold`: the census holds a reference to every referent it counted outside `objects`
-/// (see [`Census`]), for [`held_growth`].
 #[pyfunction]
-#[pyo3(signature = (objects, *, skip_tracked_referents, skip_immortal, hold=false))]
+#[pyo3(signature = (objects, *, skip_tracked_referents, skip_immortal))]
 pub fn refcount_census(
     objects: &Bound<'_, PyList>,
     skip_tracked_referents: bool,
     skip_immortal: bool,
-    hold: bool,
 ) -> PyResult<Census> {
     take(objects, skip_tracked_referents, skip_immortal, |own, others| {
         let mut entries = Vec::with_capacity(own.len() + others.len());
         entries.extend(merged(own, others));
-        let mut held_mask = Vec::new();
-        if hold {
-            held_mask.reserve_exact(entries.len());
-            let mut listed = own.iter().map(|e| e.0).peekable();
-            for &(addr, _) in &entries {
-                let in_list = listed.next_if_eq(&addr).is_some();
-                if !in_list {
-                    // SAFETY: the address was read from a live object by this census, and
-                    // no Python code has run since (the referents are held by the objects
-                    // of the list, which holds those): this takes a reference, given back
-                    // by `release_held` or `held_growth`.
-                    unsafe { ffi::Py_INCREF(addr as *mut ffi::PyObject) };
-                }
-                held_mask.push(!in_list);
-            }
-        }
         Census {
             entries,
             tracked: own.len(),
-            held: AtomicBool::new(hold),
-            held_mask,
         }
     })
 }
 
-/// The objects of `grown` (address, count before, count after) as new references, in a
-/// list of `(object, count_before, count_after)`, largest rise first.
-///
-/// # Safety
-/// Every address is that of a live object, and no Python code has run since it was read.
-unsafe fn grown_objects<'py>(
-    py: Python<'py>,
-    mut grown: Vec<(usize, isize, isize)>,
+/// Takes a census as [`refcount_census`] does and compares it with `before`: returns
+/// `(object, count_before, count_after)` for each object counted in both whose count rose
+/// by at least `min_growth`, largest rise first. Objects that were freed and whose address
+/// was reused count as one object: the caller confirms a rise before believing it.
+#[pyfunction]
+#[pyo3(signature = (before, objects, *, min_growth, skip_tracked_referents, skip_immortal))]
+pub fn census_growth<'py>(
+    before: &Census,
+    objects: &Bound<'py, PyList>,
+    min_growth: isize,
+    skip_tracked_referents: bool,
+    skip_immortal: bool,
 ) -> PyResult<Bound<'py, PyList>> {
+    let py = objects.py();
+    let mut grown = take(objects, skip_tracked_referents, skip_immortal, |own, others| {
+        let mut grown: Vec<(usize, isize, isize)> = Vec::new();
+        let mut old = before.entries.iter().peekable();
+        for (addr, count) in merged(own, others) {
+            while old.next_if(|e| e.0 < addr).is_some() {}
+            if let Some(&&(a, was)) = old.peek() {
+                if a == addr && count - was >= min_growth {
+                    grown.push((addr, was, count));
+                }
+            }
+        }
+        grown
+    })?;
     grown.sort_unstable_by_key(|g| std::cmp::Reverse(g.2 - g.1));
     // Every address becomes a reference before any Python object is made: making one may
     // start a collection, which may run finalizers that free objects.
     let held: Vec<(Bound<'py, PyAny>, isize, isize)> = grown
         .into_iter()
         .map(|(addr, was, count)| {
-            // SAFETY: the caller's contract: a live object; this takes a new reference.
+            // SAFETY: `addr` was read from a live object by the census just taken, and no
+            // Python code has run since (nothing above calls into Python or allocates a
+            // Python object), so it is still that object; this takes a new reference.
             let obj = unsafe { Bound::from_borrowed_ptr(py, addr as *mut ffi::PyObject) };
             (obj, was, count)
         })
@@ -660,205 +588,6 @@ unsafe fn grown_objects<'py>(
         out.append(row)?;
     }
     Ok(out)
-}
-
-/// The second reading of a census taken with `hold` (see [`Census`]), compared with it:
-/// returns `(object, count_before, count_after)` for each object whose count rose by at
-/// least `min_growth`, largest rise first, and gives the census's references back. The
-/// referents it holds are read where they are; the collector's objects from `objects` (a
-/// new `gc.get_objects()`), matched by address. Costs a read per object and a sort of the
-/// collector's objects: no referent is walked.
-///
-/// Held objects only the census still holds died during the span: they are freed first
-/// (see [`release_dead`]), so that what they refer to is counted as it would be had they
-/// been freed when they died.
-#[pyfunction]
-#[pyo3(signature = (before, objects, *, min_growth))]
-pub fn held_growth<'py>(
-    before: &Census,
-    objects: &Bound<'py, PyList>,
-    min_growth: isize,
-) -> PyResult<Bound<'py, PyList>> {
-    let py = objects.py();
-    // The references become this call's: nothing else gives them back from here on.
-    if !before.held.swap(false, Ordering::AcqRel) {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "'before' must be a census taken with hold=True and not released",
-        ));
-    }
-    let entries = &before.entries;
-    // Entries not held count as released: never read through their address.
-    let mut released: Vec<bool> = before.held_mask.iter().map(|h| !h).collect();
-    // SAFETY: the census held one reference to each entry's object not marked released.
-    unsafe { release_dead(entries, &mut released) };
-    // Emptied before any count is read, and the list read after `release_dead` (which may
-    // free objects the list does not hold): no Python code runs from here on.
-    clear_type_cache();
-    let listed = match listed_counts(objects) {
-        Ok(listed) => listed,
-        Err(e) => {
-            release_rest(entries, &released);
-            return Err(e);
-        }
-    };
-    let mut grown: Vec<(usize, isize, isize)> = Vec::new();
-    let mut now = listed.iter().peekable();
-    for (i, &(addr, was)) in entries.iter().enumerate() {
-        let count = if before.held_mask[i] {
-            if released[i] {
-                continue;
-            }
-            if let Some(&(ahead, _)) = entries.get(i + PREFETCH_AHEAD) {
-                prefetch(ahead);
-            }
-            // SAFETY: still held, so alive at this address.
-            let count = unsafe { ffi::Py_REFCNT(addr as *mut ffi::PyObject) };
-            // Less the census's reference, it compares with `was`.
-            count - 1
-        } else {
-            while now.next_if(|e| e.0 < addr).is_some() {}
-            match now.peek() {
-                Some(&&(a, count)) if a == addr => count,
-                _ => continue,
-            }
-        };
-        if count - was >= min_growth {
-            grown.push((addr, was, count));
-        }
-    }
-    // SAFETY: the objects of `grown` are alive (held by the census, or by `objects`) and
-    // no Python code ran since they were read; `grown_objects` takes its own references
-    // before anything is given back.
-    let out = unsafe { grown_objects(py, grown) };
-    release_rest(entries, &released);
-    out
-}
-
-/// Gives back the census's reference to each object of `entries` not marked `released`.
-fn release_rest(entries: &Entries, released: &[bool]) {
-    for (&(addr, _), gone) in entries.iter().zip(released) {
-        if !gone {
-            // SAFETY: the reference the census took (not given back yet: not marked), given
-            // back once; the GIL is held (called from Python).
-            unsafe { ffi::Py_DECREF(addr as *mut ffi::PyObject) };
-        }
-    }
-}
-
-/// The collector's objects of `objects` with their counts (less the list's reference),
-/// sorted by address.
-fn listed_counts(objects: &Bound<'_, PyList>) -> PyResult<Entries> {
-    let mut out: Entries = Vec::with_capacity(objects.len());
-    each_listed(objects, |obj, count| out.push((obj as usize, count)))?;
-    let mut scratch = Vec::new();
-    sort_by_address(&mut out, &mut scratch);
-    Ok(out)
-}
-
-/// Passes over the held objects that free what died: at most this many (a chain of dead
-/// objects is followed within a pass through `tp_traverse`; one through objects without it
-/// needs another pass).
-const DEAD_PASSES: usize = 4;
-
-/// The `visitproc` of [`release_dead`]: collects the referents' addresses.
-unsafe extern "C" fn collect_visit(obj: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
-    if !obj.is_null() && !arg.is_null() {
-        // SAFETY: `arg` is the vector `release_dead` passed, alive and not otherwise
-        // borrowed during the call.
-        unsafe { (*arg.cast::<Vec<usize>>()).push(obj as usize) };
-    }
-    0
-}
-
-/// Gives back the census's reference to each object only it holds (count 1): an object that
-/// died during the span, freed now. Its deallocation gives back its references, which may
-/// leave others only the census holds: they follow, found through the dead object's
-/// `tp_traverse` before it goes, and by another pass over all entries. Marks each in
-/// `released`.
-///
-/// # Safety
-/// The census holds one reference to the object of each entry not marked in `released`;
-/// the GIL is held. A deallocation may run Python code: nothing here is borrowed across it
-/// but `entries` (immutable) and `released` (this function's).
-unsafe fn release_dead(entries: &Entries, released: &mut [bool]) {
-    let mut work: Vec<usize> = Vec::new();
-    let mut referents: Vec<usize> = Vec::new();
-    for _ in 0..DEAD_PASSES {
-        let mut freed = false;
-        for (i, &(addr, _)) in entries.iter().enumerate() {
-            // SAFETY: held, so alive.
-            if !released[i] && unsafe { ffi::Py_REFCNT(addr as *mut ffi::PyObject) } == 1 {
-                work.push(i);
-            }
-        }
-        while let Some(i) = work.pop() {
-            let obj = entries[i].0 as *mut ffi::PyObject;
-            // SAFETY: not released, so held and alive.
-            if released[i] || unsafe { ffi::Py_REFCNT(obj) } != 1 {
-                continue;
-            }
-            referents.clear();
-            // Looked up afresh each time: a deallocation may have freed a type, and its
-            // address been reused.
-            let info = type_info(unsafe { ffi::Py_TYPE(obj) });
-            // SAFETY: tp_is_gc only reads the live object.
-            let collector_object = info.gc && info.is_gc.map_or(true, |f| unsafe { f(obj) } != 0);
-            if let (true, Some(traverse)) = (collector_object, info.traverse) {
-                let arg = std::ptr::from_mut(&mut referents).cast::<c_void>();
-                // SAFETY: as in `walk`: the object's own tp_traverse, GIL held, live
-                // object; `collect_visit` only appends to `referents`.
-                unsafe { traverse(obj, collect_visit, arg) };
-            }
-            released[i] = true;
-            freed = true;
-            // SAFETY: the census's reference, the last one: the object is freed.
-            unsafe { ffi::Py_DECREF(obj) };
-            for &r in &referents {
-                if let Ok(j) = entries.binary_search_by_key(&r, |e| e.0) {
-                    // SAFETY: not released, so held and alive (its address is that entry's).
-                    if !released[j] && unsafe { ffi::Py_REFCNT(r as *mut ffi::PyObject) } == 1 {
-                        work.push(j);
-                    }
-                }
-            }
-        }
-        if !freed {
-            return;
-        }
-    }
-}
-
-/// Takes a census as [`refcount_census`] does and compares it with `before`: returns
-/// `(object, count_before, count_after)` for each object counted in both whose count rose
-/// by at least `min_growth`, largest rise first. Objects that were freed and whose address
-/// was reused count as one object: the caller confirms a rise before believing it.
-#[pyfunction]
-#[pyo3(signature = (before, objects, *, min_growth, skip_tracked_referents, skip_immortal))]
-pub fn census_growth<'py>(
-    before: &Census,
-    objects: &Bound<'py, PyList>,
-    min_growth: isize,
-    skip_tracked_referents: bool,
-    skip_immortal: bool,
-) -> PyResult<Bound<'py, PyList>> {
-    let py = objects.py();
-    let grown = take(objects, skip_tracked_referents, skip_immortal, |own, others| {
-        let mut grown: Vec<(usize, isize, isize)> = Vec::new();
-        let mut old = before.entries.iter().peekable();
-        for (addr, count) in merged(own, others) {
-            while old.next_if(|e| e.0 < addr).is_some() {}
-            if let Some(&&(a, was)) = old.peek() {
-                if a == addr && count - was >= min_growth {
-                    grown.push((addr, was, count));
-                }
-            }
-        }
-        grown
-    })?;
-    // SAFETY: each address was read from a live object by the census just taken, and no
-    // Python code has run since (nothing above calls into Python or allocates a Python
-    // object), so it is still that object.
-    unsafe { grown_objects(py, grown) }
 }
 
 #[cfg(test)]

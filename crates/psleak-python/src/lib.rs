@@ -482,7 +482,7 @@ mod _psleak {
     use super::CoreReport;
 
     #[pymodule_export]
-    use super::census::{census_growth, held_growth, refcount_census, Census};
+    use super::census::{census_growth, refcount_census, Census};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
