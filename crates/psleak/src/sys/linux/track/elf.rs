@@ -176,9 +176,10 @@ impl Object {
 
     /// Calls `f(entry_address, symbol_name, defined_here, slot)` for every GOT entry of the
     /// object that a `GLOB_DAT` or `JUMP_SLOT` relocation filled in, and every data word
-    /// that an absolute relocation without addend filled in with a symbol's address, within
-    /// a segment loaded writable ([`Slot::Data`]); `defined_here` says the object defines
-    /// the symbol itself (libc's own `malloc` entry) rather than importing it.
+    /// that an absolute relocation without addend filled in with the address of a symbol
+    /// the object imports, within a segment loaded writable ([`Slot::Data`]);
+    /// `defined_here` says the object defines the symbol itself (libc's own `malloc`
+    /// entry) rather than importing it.
     pub(crate) fn for_each_got(&self, mut f: impl FnMut(usize, &CStr, bool, Slot)) {
         let Some(dynamic) = self
             .phdrs()
@@ -234,18 +235,19 @@ impl Object {
                     continue;
                 }
                 let at = self.base.wrapping_add(r.offset as usize);
-                // A data word outside the writable segments (a text relocation) is left
-                // alone: storing there would fault.
-                if slot == Slot::Data && !self.writable(at) {
+                // SAFETY: the relocation's symbol index lies within the symbol table (the
+                // linker wrote both).
+                let sym = unsafe { *(symtab as *const Sym).add(sym_index) };
+                let defined = sym.shndx != 0 /* SHN_UNDEF */;
+                // Data words: only those holding a function the object imports (a shared
+                // library's own absolute relocations, 13,000 in libpython, point at its
+                // own objects), and outside a text relocation's read-only pages, where
+                // storing would fault.
+                if slot == Slot::Data && (defined || !self.writable(at)) {
                     continue;
                 }
-                // SAFETY: the relocation's symbol index lies within the symbol table
-                // (the linker wrote both), and st_name within the string table.
-                let (name, defined) = unsafe {
-                    let sym = *(symtab as *const Sym).add(sym_index);
-                    let name = CStr::from_ptr((strtab + sym.name as usize) as *const libc::c_char);
-                    (name, sym.shndx != 0 /* SHN_UNDEF */)
-                };
+                // SAFETY: st_name lies within the string table.
+                let name = unsafe { CStr::from_ptr((strtab + sym.name as usize) as *const libc::c_char) };
                 f(at, name, defined, slot);
             }
         };
