@@ -543,6 +543,17 @@ impl<'a, H: Host> Driver<'a, H> {
             }
             _ => Vec::new(),
         };
+        // A leak of the heap that no tracked block explains: say why it has no site.
+        if tracking.is_some() && sites.is_empty() && untracked_heap_leak(&decision, &runs) {
+            self.notes.push(
+                "allocation tracking saw no block that explains the heap's growth (none of the \
+                 runs' blocks outlived them): it was allocated through a pointer to malloc the \
+                 hooks do not rewrite (one looked up with dlsym, as ctypes and cffi's ABI mode \
+                 do, or copied before the check), or by an allocator psleak does not track; \
+                 valgrind --leak-check=full or memray names where"
+                    .to_string(),
+            );
+        }
         drop(tracking);
 
         let (run_calls, run_seconds) = runs
@@ -833,6 +844,18 @@ fn scan_pays(saved: f64, blocks: i64) -> bool {
 
 /// Longest the where run goes on for a resize (see [`Driver::locate`]), seconds.
 const RESIZE_SECONDS: f64 = 0.5;
+
+/// Whether a leak was found on the heap with no tracked survivor in any run, no block
+/// resized and none replaced by a larger one: memory the hooks did not see allocated.
+fn untracked_heap_leak(decision: &Decision, runs: &[Run]) -> bool {
+    matches!(decision, Decision::Leak(findings)
+        if findings.iter().any(|f| f.metric == Metric::Heap)
+            && !findings.iter().any(|f| f.metric.is_survivors())
+            && !replacing(findings, runs))
+        && runs
+            .iter()
+            .all(|r| r.growth.get(Metric::NativeBlocks) <= 0 && r.resized <= 0)
+}
 
 /// Whether a leak is of blocks that each later call frees and replaces with a larger one (a
 /// buffer copied into a larger one on every call: a string concatenated to), or resizes

@@ -306,3 +306,20 @@ fn a_pointer_table_the_program_set_is_left_as_it_is() {
     assert_eq!(address(), own(), "set during the check: kept");
     use_libc();
 }
+
+/// malloc called through the address `dlsym` gave (ctypes, cffi's ABI mode): tracking does
+/// not see it, the heap counters find the leak, and the report says why it has no site.
+#[test]
+fn a_leak_tracking_cannot_see_says_why_it_has_no_site() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_through_dlsym");
+    let report = leak_report("leak_through_dlsym", || leak());
+    assert_eq!(survivors_metric(&report), Metric::Heap, "{report}");
+    assert!(report.sites.is_empty(), "{report}");
+    assert!(report.notes.iter().any(|n| n.contains("dlsym")), "{report}");
+    // A leak tracking explains gets no such note.
+    let leak = lib.void_fn("leak_malloc");
+    let report = leak_report("leak_malloc", || leak());
+    assert!(report.notes.iter().all(|n| !n.contains("dlsym")), "{report}");
+}
