@@ -205,6 +205,20 @@ def test_module_global_leak_without_arguments() -> None:
     assert found["role"] is None
 
 
+def test_heap_type_dealloc_leak_says_what_it_means() -> None:
+    """A heap type whose count rises as instances are made and freed: the report says it is
+    a tp_dealloc without Py_DECREF(Py_TYPE(self)); another object's entry has no hint."""
+    with pytest.raises(psleak.RefcountLeakError) as info:
+        execute(ext.leak_heaptype_dealloc)
+    (found, *_) = info.value.report.data["refcounts"]
+    assert found["repr"] == repr(ext.LeakyDealloc)
+    assert found["hint"] == _refcount.HEAP_TYPE_HINT
+    assert "Py_DECREF(Py_TYPE(self))" in info.value.report.text
+    with pytest.raises(psleak.RefcountLeakError) as info:
+        execute(ext.leak_incref_global)
+    assert "hint" not in info.value.report.data["refcounts"][0]
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal since 3.12: its count never changes")
 def test_none_leak_before_312() -> None:
     with pytest.raises(psleak.RefcountLeakError) as info:

@@ -395,8 +395,19 @@ def type_name(tp: type) -> str:
     return f"{module}.{qualname}"
 
 
+#: ``Py_TPFLAGS_HEAPTYPE`` (Include/object.h).
+_HEAPTYPE = 1 << 9
+
+#: What a heap type's count rising says, in the report.
+HEAP_TYPE_HINT = (
+    "each instance of a heap type holds a reference to it: a count that rises as instances "
+    "are made and freed is a tp_dealloc without Py_DECREF(Py_TYPE(self)), which heap types "
+    "need since Python 3.8"
+)
+
+
 def _entry(obj: object, role: str | None, refs: int, calls: int) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "type": type_name(type(obj)),
         "repr": short_repr(obj),
         "role": role,
@@ -404,6 +415,9 @@ def _entry(obj: object, role: str | None, refs: int, calls: int) -> dict[str, An
         "refs": refs,
         "calls": calls,
     }
+    if isinstance(obj, type) and obj.__flags__ & _HEAPTYPE:
+        out["hint"] = HEAP_TYPE_HINT
+    return out
 
 
 def describe(name: str, found: Sequence[dict[str, Any]]) -> str:
@@ -412,6 +426,8 @@ def describe(name: str, found: Sequence[dict[str, Any]]) -> str:
     lines = [f"'{name}' leaks references: {first['refs_per_call']:.2f} refs/call to {_what(first)}"]
     for f in found:
         lines.append(f"  {_what(f)}: +{f['refs']} refs over {f['calls']} calls ({f['refs_per_call']:.2f} refs/call)")
+        if "hint" in f:
+            lines.append(f"    {f['hint']}")
     return "\n".join(lines)
 
 
