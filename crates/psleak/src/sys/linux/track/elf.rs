@@ -1,5 +1,6 @@
 //! A small in-place ELF patcher: finds the GOT entries through which every loaded object
-//! calls the functions psleak intercepts, and rewrites them.
+//! calls the functions psleak intercepts, and the data words where an object keeps their
+//! addresses (an allocator table such as libxml2's `xmlMalloc`), and rewrites them.
 //!
 //! Why our own rather than a crate: `goblin` parses ELF files from bytes and allocates its
 //! results, and we must read objects already mapped by the dynamic linker, from inside a
