@@ -543,8 +543,14 @@ impl<'a, H: Host> Driver<'a, H> {
             }
             _ => Vec::new(),
         };
-        // A leak of the heap that no tracked block explains: say why it has no site.
-        if tracking.is_some() && sites.is_empty() && untracked_heap_leak(&decision, &runs) {
+        // Address space growing by a thread's stack a call: threads that ended unjoined.
+        // Their heap growth is their thread-local storage, which the dynamic linker
+        // allocates through a pointer of its own: the note below would send the user to
+        // the wrong cause.
+        if let Some(note) = unjoined_threads(&decision, &runs, backend::default_thread_stack()) {
+            self.notes.push(note);
+        } else if tracking.is_some() && sites.is_empty() && untracked_heap_leak(&decision, &runs) {
+            // A leak of the heap that no tracked block explains: say why it has no site.
             self.notes.push(
                 "allocation tracking saw no block that explains the heap's growth (none of the \
                  runs' blocks outlived them): it was allocated through a pointer to malloc the \
@@ -844,6 +850,40 @@ fn scan_pays(saved: f64, blocks: i64) -> bool {
 
 /// Longest the where run goes on for a resize (see [`Driver::locate`]), seconds.
 const RESIZE_SECONDS: f64 = 0.5;
+
+/// What the report says of a leak whose runs grew the address space by about a thread's
+/// default stack (`stack` bytes, if the platform keeps the stacks of threads that ended)
+/// or more on every call: a joinable thread that ends keeps its stack and descriptor until
+/// it is joined, and counts in no list of threads, as it no longer runs.
+fn unjoined_threads(decision: &Decision, runs: &[Run], stack: Option<u64>) -> Option<String> {
+    let stack = stack? as f64;
+    if !matches!(decision, Decision::Leak(_)) || runs.is_empty() {
+        return None;
+    }
+    let per_call = |r: &Run| r.growth.get(Metric::Vms) as f64 / r.calls.max(1) as f64;
+    // Every run: a single thread stack's worth of mappings in one run is not a trend.
+    if !runs.iter().all(|r| per_call(r) >= UNJOINED_STACK_SHARE * stack) {
+        return None;
+    }
+    let (vms, calls) = runs.iter().fold((0i64, 0u64), |(v, c), r| {
+        (v + r.growth.get(Metric::Vms), c + r.calls)
+    });
+    let per_call = vms as f64 / calls.max(1) as f64;
+    Some(format!(
+        "the address space grew by {} a call, {:.1} times the {} stack a thread gets by \
+         default: a thread that ends without pthread_join() or pthread_detach() (join() or \
+         detach() of a std::thread) keeps its stack until it is joined, and no longer shows \
+         among the process's threads",
+        crate::report::format_bytes(per_call),
+        per_call / stack,
+        crate::report::format_bytes(stack),
+    ))
+}
+
+/// Share of a thread's default stack that the address space must grow by on each call of
+/// every run for [`unjoined_threads`] to name them (a stack is mapped with a guard page,
+/// so each thread adds a little more than the stack).
+const UNJOINED_STACK_SHARE: f64 = 0.9;
 
 /// Whether a leak was found on the heap with no tracked survivor in any run, no block
 /// resized and none replaced by a larger one: memory the hooks did not see allocated.

@@ -307,6 +307,35 @@ fn a_pointer_table_the_program_set_is_left_as_it_is() {
     use_libc();
 }
 
+/// A joinable thread that ends and is never joined keeps its stack: the leak is found on the
+/// address space and the heap (its thread-local storage), and the report names the cause
+/// instead of sending the user after an untracked malloc. Its twin detaches its threads.
+#[test]
+fn threads_left_unjoined_are_named_as_the_cause() {
+    let _serial = common::serial();
+    let lib = common::Lib::load();
+    let leak = lib.void_fn("leak_thread_unjoined");
+    let join = lib.void_fn("join_ended_threads");
+    let report = LeakCheck::new().name("leak_thread_unjoined").run(|| leak());
+    join();
+    let report = match report {
+        Err(LeakError::Leak(report)) => *report,
+        other => panic!("expected a leak, got {other:?}"),
+    };
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("pthread_join()"), "{report}");
+    assert!(!notes.contains("dlsym"), "{report}");
+    let clean = lib.void_fn("clean_thread_detached");
+    let report = LeakCheck::new()
+        .name("clean_thread_detached")
+        .run(|| clean())
+        .unwrap();
+    assert!(
+        report.notes.iter().all(|n| !n.contains("pthread_join()")),
+        "{report}"
+    );
+}
+
 /// malloc called through the address `dlsym` gave (ctypes, cffi's ABI mode): tracking does
 /// not see it, the heap counters find the leak, and the report says why it has no site.
 #[test]

@@ -18,6 +18,7 @@
 //! | `thread_count`    | one read of `/proc/self/status`                | Toolhelp snapshot                       | no        |
 //! | `thread_list`     | `/proc/self/task/*/comm`                       | Toolhelp + `GetThreadDescription`       | yes       |
 //! | `page_size`       | `sysconf(_SC_PAGESIZE)`, once                  | `GetSystemInfo().dwPageSize`, once      | no        |
+//! | `default_thread_stack` | `pthread_attr_getstacksize` of a fresh attribute | none: an exited thread's stack is freed | no |
 //!
 //! `HAS_FDS` and `HAS_HANDLES` say which kind of resource table the OS has: the checks of
 //! the other kind have nothing to look at there and are skipped.
@@ -57,6 +58,10 @@ pub(crate) mod unsupported;
     psleak_unsupported
 ))]
 pub(crate) use unsupported as backend;
+
+// What POSIX threads share (Linux, macOS).
+#[cfg(all(any(target_os = "linux", target_os = "macos"), not(psleak_unsupported)))]
+pub(crate) mod posix_threads;
 
 // Handles and private heaps exist on Windows only; the other backends share these answers.
 #[cfg(any(not(windows), psleak_unsupported))]

@@ -31,6 +31,11 @@ pub(crate) fn page_size() -> u64 {
     4096
 }
 
+/// Unknown here.
+pub(crate) fn default_thread_stack() -> Option<u64> {
+    None
+}
+
 pub(crate) fn malloc_stats() -> Result<MallocStats> {
     unavailable("malloc statistics")
 }

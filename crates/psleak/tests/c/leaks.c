@@ -92,6 +92,30 @@ void clean_thread(void) {
     }
 }
 
+/* Starts a joinable thread that ends at once and is never joined: its stack stays mapped
+ * until join_ended_threads(), which the test calls afterwards. Past the table's end the
+ * thread is detached instead (nothing is left then). */
+static pthread_t ended[16384];
+static size_t n_ended;
+
+void leak_thread_unjoined(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, quick, NULL) != 0) return;
+    if (n_ended < sizeof ended / sizeof ended[0])
+        ended[n_ended++] = t;
+    else
+        pthread_detach(t);
+}
+
+void clean_thread_detached(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, quick, NULL) == 0) pthread_detach(t);
+}
+
+void join_ended_threads(void) {
+    while (n_ended > 0) pthread_join(ended[--n_ended], NULL);
+}
+
 /* --- allocation sites (tests/ffi_track.rs): each allocating call carries a marker */
 #include <dirent.h>
 

@@ -20,6 +20,7 @@ pub(crate) const VMS_HOLDS_HEAP: bool = true;
 
 pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HANDLES};
 
+pub(crate) use super::posix_threads::default_thread_stack;
 pub(crate) use fds::{fd_count, fd_list};
 pub(crate) use malloc::{malloc_stats, malloc_trim};
 pub(crate) use memory::{memory_counters, memory_quick, page_size, process_memory};

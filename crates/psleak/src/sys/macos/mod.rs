@@ -47,6 +47,8 @@ pub(crate) use super::no_handles::{handle_count, handle_list, heap_list, HAS_HAN
 #[cfg(target_os = "macos")]
 pub(crate) use super::no_track as track;
 #[cfg(target_os = "macos")]
+pub(crate) use super::posix_threads::default_thread_stack;
+#[cfg(target_os = "macos")]
 pub(crate) use fds::{fd_count, fd_list};
 #[cfg(target_os = "macos")]
 pub(crate) use malloc::{malloc_stats, malloc_trim};

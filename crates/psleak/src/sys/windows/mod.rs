@@ -41,6 +41,12 @@ pub(crate) use heap::{heap_list, malloc_stats, malloc_trim};
 pub(crate) use memory::{memory_counters, memory_quick, page_size, process_memory};
 pub(crate) use threads::{thread_count, thread_list};
 
+/// None to tell: a thread that ends frees its own stack here (an unclosed handle keeps
+/// only the thread object, which the handle check sees).
+pub(crate) fn default_thread_stack() -> Option<u64> {
+    None
+}
+
 fn no_fds<T>(what: &'static str) -> Result<T> {
     Err(Error::Unavailable {
         what,
