@@ -83,7 +83,9 @@ Groups (``Case.kind``):
     ``malloc``, ``calloc``, ``realloc``, ``posix_memalign``, ``strdup`` and
     ``opendir`` (allocated inside libc), ``mmap``, a persistent worker
     thread, a short-lived thread per call, a library loaded with
-    ``dlopen`` during the check, 64 B on every 100th call, 16 B/call beside
+    ``dlopen`` during the check, the same library opened and closed again
+    by every call (unmapped when the report names the frames), 64 B on
+    every 100th call, 16 B/call beside
     a native cache of 1000-byte buffers flushed every 500 calls, one
     buffer replaced on every call by a copy 32 B larger (only the latest
     copy is ever alive).
@@ -649,6 +651,11 @@ def _matrix_cases() -> list[Case]:
         ("site_worker", "malloc(80) in a persistent worker thread", ("lm_site_worker_alloc", src)),
         ("site_thread", "malloc(112) in a short-lived thread per call", ("lm_site_thread_alloc", src)),
         ("site_dlopen", "malloc(144) in a library dlopen'ed by the check", ("lm_dl_alloc", "leakmatrix_dl.c")),
+        (
+            "site_dlclose",
+            "malloc(144) in a library each call dlopens and dlcloses",
+            ("lm_dl_alloc", "leakmatrix_dl.c"),
+        ),
         ("site_rare", "malloc(64) on every 100th call", ("lm_site_rare_alloc", src)),
         ("site_churn", "malloc(16) + 1000-byte buffers freed every 500 calls", ("lm_site_churn_alloc", src)),
         ("site_grown_copy", "one buffer replaced by a copy 32 B larger per call", ("lm_site_grown_copy_alloc", src)),

@@ -411,6 +411,15 @@ def test_dl_library_is_loaded_by_the_first_call_and_unloaded_by_cleanup():
     assert ext.unload_dl_library() is False
 
 
+def test_dlclose_cases_leave_the_library_unmapped():
+    ext.unload_dl_library()
+    for fun in (ext.clean_site_dlclose, ext.leak_site_dlclose):
+        fun()
+        assert not ext.dl_library_loaded()
+        with open("/proc/self/maps") as f:
+            assert build_ext.DL_LIBRARY not in f.read()
+
+
 def test_site_worker_is_one_persistent_thread():
     ext.clean_site_worker()
     names = task_names()

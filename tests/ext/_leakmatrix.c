@@ -1660,15 +1660,14 @@ static void *dl_handle = NULL;
 static void *(*dl_alloc)(size_t) = NULL;
 static void (*dl_release)(void *) = NULL;
 
-/* dlopen the library that sits in the directory of this extension */
+/* dlopen the library that sits in the directory of this extension: its handle and
+ * functions, or -1 with an exception set */
 static int
-load_dl_library(void)
+open_dl_library(void **handle, void *(**alloc)(size_t), void (**release)(void *))
 {
     Dl_info info;
     char path[4096];
-    if (dl_handle != NULL)
-        return 0;
-    if (dladdr((void *)&load_dl_library, &info) == 0 || info.dli_fname == NULL) {
+    if (dladdr((void *)&open_dl_library, &info) == 0 || info.dli_fname == NULL) {
         PyErr_SetString(PyExc_OSError, "dladdr() cannot locate the _leakmatrix extension");
         return -1;
     }
@@ -1687,18 +1686,24 @@ load_dl_library(void)
                      path, err ? err : "unknown error");
         return -1;
     }
-    void *alloc = dlsym(h, "lm_dl_alloc");
-    void *release = dlsym(h, "lm_dl_release");
-    if (alloc == NULL || release == NULL) {
+    void *a = dlsym(h, "lm_dl_alloc");
+    void *r = dlsym(h, "lm_dl_release");
+    if (a == NULL || r == NULL) {
         dlclose(h);
         PyErr_Format(PyExc_OSError, "%s lacks lm_dl_alloc / lm_dl_release", path);
         return -1;
     }
     /* dlsym returns void *; POSIX guarantees it converts to a function pointer */
-    memcpy(&dl_alloc, &alloc, sizeof(alloc));
-    memcpy(&dl_release, &release, sizeof(release));
-    dl_handle = h;
+    memcpy(alloc, &a, sizeof(a));
+    memcpy(release, &r, sizeof(r));
+    *handle = h;
     return 0;
+}
+
+static int
+load_dl_library(void)
+{
+    return dl_handle != NULL ? 0 : open_dl_library(&dl_handle, &dl_alloc, &dl_release);
 }
 
 static PyObject *
@@ -1715,6 +1720,28 @@ site_dlopen_impl(int leak)
 }
 static PyObject *leak_site_dlopen(PyObject *m, PyObject *a) { return site_dlopen_impl(1); }
 static PyObject *clean_site_dlopen(PyObject *m, PyObject *a) { return site_dlopen_impl(0); }
+
+/* --- the same library opened and closed again by every call (a plugin, a codec): it is
+ * unmapped by the time the report names the frames, unless leak_site_dlopen still holds
+ * it (then dlclose only drops a reference) */
+static PyObject *
+site_dlclose_impl(int leak)
+{
+    void *h;
+    void *(*alloc)(size_t);
+    void (*release)(void *);
+    if (open_dl_library(&h, &alloc, &release) != 0)
+        return NULL;
+    void *p = alloc(144);
+    if (p != NULL && !leak)
+        release(p);
+    dlclose(h);
+    if (p == NULL)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+static PyObject *leak_site_dlclose(PyObject *m, PyObject *a) { return site_dlclose_impl(1); }
+static PyObject *clean_site_dlclose(PyObject *m, PyObject *a) { return site_dlclose_impl(0); }
 
 static PyObject *
 unload_dl_library(PyObject *m, PyObject *a)
@@ -2025,6 +2052,8 @@ static PyMethodDef matrix_methods[] = {
     LM_NOARGS(clean_site_thread, "a joined thread per call runs lm_site_thread_alloc() (malloc 112), freed."),
     LM_NOARGS(leak_site_dlopen, "lm_dl_alloc(144) in " DL_LIBRARY_NAME " (dlopen'ed by the first call), lost."),
     LM_NOARGS(clean_site_dlopen, "lm_dl_alloc(144) in " DL_LIBRARY_NAME ", released by lm_dl_release."),
+    LM_NOARGS(leak_site_dlclose, "lm_dl_alloc(144) in " DL_LIBRARY_NAME ", opened and closed by each call, lost."),
+    LM_NOARGS(clean_site_dlclose, "lm_dl_alloc(144) in " DL_LIBRARY_NAME ", opened and closed by each call, released."),
     LM_NOARGS(unload_dl_library, "dlclose " DL_LIBRARY_NAME " if loaded (test hygiene); return whether it was."),
     LM_NOARGS(dl_library_loaded, "Whether " DL_LIBRARY_NAME " is loaded by this extension."),
     LM_NOARGS(leak_site_rare, "lm_site_rare_alloc(): malloc(64) lost on every 100th call."),

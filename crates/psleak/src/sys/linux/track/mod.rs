@@ -15,6 +15,7 @@
 
 mod elf;
 mod hooks;
+mod loaded;
 mod reach;
 mod stacks;
 mod symbolize;
@@ -231,6 +232,7 @@ pub(crate) fn install(runtime: Option<usize>) -> Result<(), Unavailable> {
             return Err(Unavailable("the kernel refused memory for the live table".into()));
         }
         table::guard_fork();
+        loaded::reset();
         st.installed = true;
         st.len = 0;
         patch_all(&mut st);
@@ -299,6 +301,7 @@ fn patch_new_objects() {
     let mut st = state();
     if st.installed {
         patch_all(&mut st);
+        loaded::note_new();
     }
 }
 

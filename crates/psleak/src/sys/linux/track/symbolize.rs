@@ -7,7 +7,9 @@
 //! Only the distinct addresses of surviving allocations are resolved, once per report,
 //! with recording paused: symbolising allocates and reads files. The objects are looked up
 //! afresh for each report (`dl_iterate_phdr`), so a library loaded during the check is
-//! named too; a symboliser that lists the objects once per process would miss it.
+//! named too; a symboliser that lists the objects once per process would miss it. One
+//! that was also unloaded during the check is named from what the dlopen hook noted of it
+//! (`loaded`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,8 +36,16 @@ struct ObjectInfo {
     build_id: Option<Vec<u8>>,
 }
 
-/// The object holding `addr`: its path and load bias.
+/// The object holding `addr`: its path and load bias. One loaded during the check and
+/// unloaded since is found too (see [`super::loaded`]).
 fn find_object(addr: usize) -> Option<ObjectInfo> {
+    loaded_object(addr).or_else(|| {
+        super::loaded::unloaded_object(addr).map(|(path, bias, build_id)| ObjectInfo { path, bias, build_id })
+    })
+}
+
+/// The loaded object holding `addr`.
+fn loaded_object(addr: usize) -> Option<ObjectInfo> {
     let mut out = None;
     elf::for_each_object(|o| {
         if out.is_none() && o.contains(addr) {
