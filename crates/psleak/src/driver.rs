@@ -854,15 +854,21 @@ const RESIZE_SECONDS: f64 = 0.5;
 /// What the report says of a leak whose runs grew the address space by about a thread's
 /// default stack (`stack` bytes, if the platform keeps the stacks of threads that ended)
 /// or more on every call: a joinable thread that ends keeps its stack and descriptor until
-/// it is joined, and counts in no list of threads, as it no longer runs.
+/// it is joined, and counts in no list of threads, as it no longer runs. Each such thread
+/// also leaves its thread-local storage on the heap; a leak of mappings the hooks saw made
+/// (an `mmap` of that size, kept) is not threads.
 fn unjoined_threads(decision: &Decision, runs: &[Run], stack: Option<u64>) -> Option<String> {
     let stack = stack? as f64;
     if !matches!(decision, Decision::Leak(_)) || runs.is_empty() {
         return None;
     }
-    let per_call = |r: &Run| r.growth.get(Metric::Vms) as f64 / r.calls.max(1) as f64;
+    let per_call = |r: &Run, m: Metric| r.growth.get(m) as f64 / r.calls.max(1) as f64;
     // Every run: a single thread stack's worth of mappings in one run is not a trend.
-    if !runs.iter().all(|r| per_call(r) >= UNJOINED_STACK_SHARE * stack) {
+    if !runs.iter().all(|r| {
+        per_call(r, Metric::Vms) >= UNJOINED_STACK_SHARE * stack
+            && r.growth.get(Metric::Heap) > 0
+            && per_call(r, Metric::NativeBytes) < UNJOINED_STACK_SHARE * stack / 2.0
+    }) {
         return None;
     }
     let (vms, calls) = runs.iter().fold((0i64, 0u64), |(v, c), r| {
@@ -986,4 +992,54 @@ fn resource_leaks(before: &[Resource], after: &[Resource], calls: u64) -> Option
         }
     }
     (!leaks.is_empty()).then_some(leaks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{Finding, LeakReason, Values};
+
+    const STACK: u64 = 8 << 20;
+
+    fn leak() -> Decision {
+        Decision::Leak(vec![Finding {
+            metric: Metric::Heap,
+            per_call: 304.0,
+            runs_grown: 2,
+            runs_total: 2,
+            reason: LeakReason::Consistent,
+        }])
+    }
+
+    /// Runs of `calls` calls, each growing by `vms`, `heap` and `native` bytes a call.
+    fn runs(vms: u64, heap: i64, native: i64) -> Vec<Run> {
+        [200u64, 400]
+            .into_iter()
+            .map(|calls| {
+                let mut g = Values::default();
+                g.set(Metric::Vms, (vms * calls) as i64);
+                g.set(Metric::Heap, heap * calls as i64);
+                g.set(Metric::NativeBytes, native * calls as i64);
+                Run::new(calls, g)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stack_a_call_with_heap_beside_it_is_named_as_unjoined_threads() {
+        let note = unjoined_threads(&leak(), &runs(STACK + 4096, 304, 0), Some(STACK)).unwrap_or_default();
+        assert!(note.contains("8.0 MiB a call, 1.0 times"), "{note}");
+        assert!(note.contains("pthread_join()"), "{note}");
+    }
+
+    #[test]
+    fn kept_mappings_less_than_a_stack_or_no_leak_are_not() {
+        // An 8 MiB mmap kept per call: the hooks saw it made.
+        assert!(unjoined_threads(&leak(), &runs(STACK, 0, STACK as i64), Some(STACK)).is_none());
+        // Address space alone, nothing on the heap: mappings the hooks did not see.
+        assert!(unjoined_threads(&leak(), &runs(STACK, 0, 0), Some(STACK)).is_none());
+        assert!(unjoined_threads(&leak(), &runs(STACK / 2, 304, 0), Some(STACK)).is_none());
+        assert!(unjoined_threads(&Decision::Clean, &runs(STACK, 304, 0), Some(STACK)).is_none());
+        assert!(unjoined_threads(&leak(), &runs(STACK, 304, 0), None).is_none());
+    }
 }
