@@ -168,6 +168,32 @@ fn leak_in_a_library_loaded_during_the_check_is_located() {
     assert!(object.ends_with("libleaks-late.so"), "{report}");
 }
 
+/// A library each call opens and closes again (a plugin): reloaded, it is patched again
+/// (its fresh GOT holds no hook), and its frames are named after it is unmapped.
+#[test]
+fn leak_in_a_library_each_call_loads_and_unloads_is_located() {
+    let _serial = common::serial();
+    let plugin = common::Lib::build_copy("libleaks-plugin.so");
+    let path = std::ffi::CString::new(plugin.to_str().unwrap()).unwrap();
+    let report = leak_report("plugin", || {
+        // SAFETY: dlopen with a valid path; dlsym of a `void f(void)` function, called
+        // before the handle is closed.
+        unsafe {
+            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            assert!(!handle.is_null());
+            let f = libc::dlsym(handle, c"leak_malloc".as_ptr());
+            assert!(!f.is_null());
+            std::mem::transmute::<*mut libc::c_void, extern "C" fn()>(f)();
+            libc::dlclose(handle);
+        }
+    });
+    assert_site(&report, "leak_malloc", "LEAK_MALLOC");
+    let object = report.sites[0].frames[0].object.clone().unwrap_or_default();
+    assert!(object.ends_with("libleaks-plugin.so"), "{report}");
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(!maps.contains("libleaks-plugin.so"), "the plugin is still mapped");
+}
+
 #[test]
 fn a_buffer_realloc_grows_on_every_call_is_a_leak() {
     // Each call's realloc replaces the block: no block outlives the next call, and counted
