@@ -194,6 +194,40 @@ fn leak_in_a_library_each_call_loads_and_unloads_is_located() {
     assert!(!maps.contains("libleaks-plugin.so"), "the plugin is still mapped");
 }
 
+/// A library that opens another by a bare name, found only through its own `DT_RUNPATH`
+/// (`$ORIGIN/plugins`): through the dlopen hook it is found all the same, as without
+/// psleak, and its leak is tracked.
+#[test]
+fn dlopen_by_a_bare_name_searches_the_callers_runpath() {
+    let _serial = common::serial();
+    let host = common::Lib::load_with_runpath("libleaks-runpath.so", "$ORIGIN/plugins");
+    let plain = common::Lib::build_copy("libleaks-bare-plugin.so");
+    let dir = plain.with_file_name("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::rename(&plain, dir.join("libleaks-bare-plugin.so")).unwrap();
+    let open = host.open_fn("open_bare");
+    let name = c"libleaks-bare-plugin.so";
+    let mut opened = 0u64;
+    let report = leak_report("bare_name", || {
+        let handle = open(name.as_ptr());
+        if !handle.is_null() {
+            opened += 1;
+            // SAFETY: dlsym of a `void f(void)` of the library just opened, called before
+            // the handle is closed.
+            unsafe {
+                let f = libc::dlsym(handle, c"leak_malloc".as_ptr());
+                std::mem::transmute::<*mut libc::c_void, extern "C" fn()>(f)();
+                libc::dlclose(handle);
+            }
+        }
+    });
+    assert!(
+        opened > 0 && opened == report.total_calls,
+        "opened {opened}:\n{report}"
+    );
+    assert_site(&report, "leak_malloc", "LEAK_MALLOC");
+}
+
 #[test]
 fn a_buffer_realloc_grows_on_every_call_is_a_leak() {
     // Each call's realloc replaces the block: no block outlives the next call, and counted

@@ -299,6 +299,15 @@ size_t own_malloc_address(void) { return (size_t)own_malloc; }
 /* malloc called through the address dlsym gave (as ctypes and cffi's ABI mode call it):
    no GOT entry or data word to rewrite, so tracking does not see it. */
 #include <dlfcn.h>
+/* dlopen by a bare name: found through this library's DT_RUNPATH when built with one
+ * (tests/ffi_track.rs). NULL when not found. */
+void *open_bare(const char *name) {
+    void *handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    /* not a tail call: dlopen must see this library as its caller */
+    __asm__ __volatile__("" : : "g"(handle) : "memory");
+    return handle;
+}
+
 void leak_through_dlsym(void) {
     static void *(*found)(size_t);
     if (found == NULL)

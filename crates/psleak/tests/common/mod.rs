@@ -87,11 +87,43 @@ impl Lib {
 /// Compiles `tests/c/leaks.c` into a shared library (once per test binary: later calls
 /// find it built) and returns its path.
 fn build() -> PathBuf {
+    build_as("libleaks.so", &[])
+}
+
+impl Lib {
+    /// Compiles the library as `name`, with `DT_RUNPATH` `runpath` (`$ORIGIN` expanded by
+    /// the dynamic linker), and loads it.
+    pub fn load_with_runpath(name: &str, runpath: &str) -> Lib {
+        let so = build_as(
+            name,
+            &[&format!("-Wl,-rpath,{runpath}"), "-Wl,--enable-new-dtags"],
+        );
+        let path = CString::new(so.to_str().unwrap()).unwrap();
+        // SAFETY: dlopen with a valid NUL-terminated path.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+        assert!(!handle.is_null(), "dlopen({}) failed", so.display());
+        Lib(handle)
+    }
+
+    /// A `void *f(const char *)` of the library.
+    pub fn open_fn(&self, name: &str) -> extern "C" fn(*const libc::c_char) -> *mut libc::c_void {
+        // SAFETY: the symbol is a C function taking a string and returning a pointer.
+        unsafe {
+            std::mem::transmute::<*mut libc::c_void, extern "C" fn(*const libc::c_char) -> *mut libc::c_void>(
+                self.sym(name),
+            )
+        }
+    }
+}
+
+/// Compiles `tests/c/leaks.c` into the shared library `name` with `extra` flags (once per
+/// test binary and name) and returns its path.
+fn build_as(name: &str, extra: &[&str]) -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let src = manifest.join("tests/c/leaks.c");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("leaks-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    let so = out.join("libleaks.so");
+    let so = out.join(name);
     if so.exists() {
         return so;
     }
@@ -107,7 +139,9 @@ fn build() -> PathBuf {
         .cargo_warnings(false)
         .get_compiler();
     let mut cmd: Command = compiler.to_command();
-    cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror", "-o"])
+    cmd.args(["-shared", "-fPIC", "-pthread", "-Wall", "-Werror"])
+        .args(extra)
+        .arg("-o")
         .arg(&so)
         .arg(&src);
     let status = cmd.status().expect("cannot run the C compiler");

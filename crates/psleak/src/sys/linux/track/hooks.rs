@@ -258,7 +258,7 @@ type Mmap = unsafe extern "C" fn(
 ) -> *mut libc::c_void;
 type Munmap = unsafe extern "C" fn(*mut libc::c_void, usize) -> libc::c_int;
 type Mremap = unsafe extern "C" fn(*mut libc::c_void, usize, usize, libc::c_int, ...) -> *mut libc::c_void;
-type Dlopen = unsafe extern "C" fn(*const libc::c_char, libc::c_int) -> *mut libc::c_void;
+pub(crate) type Dlopen = unsafe extern "C" fn(*const libc::c_char, libc::c_int) -> *mut libc::c_void;
 
 /// The real function `$i` as a `$t`. Used inside the hooks' `unsafe` blocks: REAL[$i]
 /// holds the address dlsym returned for SYMBOLS[$i], whose C prototype is `$t`; the hooks
@@ -453,12 +453,23 @@ unsafe extern "C" fn mremap(
 
 /// Objects loaded during a check get their entries patched before dlopen returns to the
 /// caller. glibc's dlopen looks the caller up (its return address) for the caller's
-/// namespace and `DT_RUNPATH`; through this hook the caller is psleak, so a bare library
-/// name that only the caller's RUNPATH would find is not found while tracking is on (an
-/// absolute path, as Python's importer uses, is unaffected).
+/// `DT_RPATH` and `DT_RUNPATH`; through this hook the caller is psleak, so a bare library
+/// name is first looked for where the real caller's would be (see
+/// [`super::open_as_caller`]; an absolute path, as Python's importer uses, needs nothing).
 unsafe extern "C" fn dlopen(name: *const libc::c_char, flags: libc::c_int) -> *mut libc::c_void {
+    // SAFETY: dlopen's contract: NULL or a NUL-terminated name.
+    let bare = (!name.is_null())
+        .then(|| unsafe { CStr::from_ptr(name) })
+        .filter(|n| !n.to_bytes().is_empty() && !n.to_bytes().contains(&b'/'));
+    let handle = bare.and_then(|name| {
+        paused(|| {
+            let hook = dlopen as *const () as usize;
+            let caller = stacks::caller_of(hook)?;
+            super::open_as_caller(name, flags, caller, hook)
+        })
+    });
     // SAFETY: as in malloc.
-    let handle = unsafe { real!(DLOPEN, Dlopen)(name, flags) };
+    let handle = handle.unwrap_or_else(|| unsafe { real!(DLOPEN, Dlopen)(name, flags) });
     if !handle.is_null() {
         paused(super::patch_new_objects);
     }

@@ -359,6 +359,148 @@ fn patch_all(st: &mut State, new_only: bool) {
     st.len = len;
 }
 
+/// `Dl_serpath` of `<dlfcn.h>`: one directory of an object's library search path.
+#[repr(C)]
+struct SerPath {
+    name: *const libc::c_char,
+    flags: libc::c_uint,
+}
+
+/// `Dl_serinfo` of `<dlfcn.h>`, followed in memory by `count` [`SerPath`]s and their names.
+#[repr(C)]
+struct SerInfo {
+    size: libc::size_t,
+    count: libc::c_uint,
+}
+
+/// libc's dlopen, resolved before the hooks went in.
+fn real_dlopen(name: *const libc::c_char, flags: libc::c_int) -> *mut libc::c_void {
+    // SAFETY: REAL[DLOPEN] is libc's dlopen (the hooks are installed only once it is found).
+    unsafe {
+        std::mem::transmute::<usize, hooks::Dlopen>(REAL[hooks::DLOPEN].load(Ordering::Relaxed))(name, flags)
+    }
+}
+
+/// Opens `name`, a bare library name, as the object holding `caller` would have found it
+/// by calling dlopen itself rather than through the hook (in `hook`'s object). glibc
+/// searches the calling object's path (dlinfo(3) `RTLD_DI_SERINFO`: its `DT_RPATH`, or
+/// its loaders', `LD_LIBRARY_PATH`, its `DT_RUNPATH`, then the system directories, after
+/// ld.so's cache) once no loaded object has that name. So: an object loaded under that
+/// name first; then, when the two objects' paths differ, each directory of the caller's
+/// before the system ones that both end with, in order. `None` when none holds it: the
+/// plain call then finds what the caller's would (the cache, the system directories).
+/// Called by the dlopen hook, recording paused. The lookups that failed on the way leave
+/// no message for dlerror(3): the caller sees only what its own call did.
+fn open_as_caller(name: &CStr, flags: libc::c_int, caller: usize, hook: usize) -> Option<*mut libc::c_void> {
+    let found = search_as_caller(name, flags, caller, hook);
+    // SAFETY: dlerror only reads and clears this thread's message.
+    unsafe { libc::dlerror() };
+    found
+}
+
+fn search_as_caller(
+    name: &CStr,
+    flags: libc::c_int,
+    caller: usize,
+    hook: usize,
+) -> Option<*mut libc::c_void> {
+    let loaded = real_dlopen(name.as_ptr(), flags | libc::RTLD_NOLOAD);
+    if !loaded.is_null() {
+        return Some(loaded);
+    }
+    let theirs = search_path(caller)?;
+    let ours = search_path(hook).unwrap_or_default();
+    if theirs == ours {
+        return None;
+    }
+    let system = theirs
+        .iter()
+        .rev()
+        .zip(ours.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    for dir in &theirs[..theirs.len() - system] {
+        let mut path = dir.clone();
+        if !path.is_empty() && !path.ends_with(b"/") {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.to_bytes());
+        let Ok(path) = std::ffi::CString::new(path) else {
+            continue;
+        };
+        // SAFETY: access with a NUL-terminated path.
+        if unsafe { libc::access(path.as_ptr(), libc::F_OK) } == 0 {
+            let handle = real_dlopen(path.as_ptr(), flags);
+            if !handle.is_null() {
+                return Some(handle);
+            }
+        }
+    }
+    None
+}
+
+/// The library search path of the loaded object holding `addr`, directory by directory.
+fn search_path(addr: usize) -> Option<Vec<Vec<u8>>> {
+    // SAFETY: a zeroed Dl_info is a valid out-parameter; dladdr only writes it.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr with any address and a valid out-parameter.
+    if unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    let object = real_dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+    if object.is_null() {
+        return None;
+    }
+    let out = serinfo(object);
+    // SAFETY: the handle came from the dlopen above (RTLD_NOLOAD took a reference).
+    unsafe { libc::dlclose(object) };
+    out
+}
+
+/// dlinfo(3) `RTLD_DI_SERINFO` of a handle: its search path's directories, in order.
+fn serinfo(object: *mut libc::c_void) -> Option<Vec<Vec<u8>>> {
+    let mut head = SerInfo { size: 0, count: 0 };
+    // SAFETY: RTLD_DI_SERINFOSIZE fills in the size and count of a live handle's list.
+    if unsafe {
+        libc::dlinfo(
+            object,
+            libc::RTLD_DI_SERINFOSIZE,
+            (&mut head as *mut SerInfo).cast(),
+        )
+    } != 0
+        || head.size < std::mem::size_of::<SerInfo>()
+    {
+        return None;
+    }
+    // u64 words: the list holds pointers and must be aligned for them.
+    let mut buf = vec![0u64; head.size.div_ceil(8)];
+    let info = buf.as_mut_ptr().cast::<SerInfo>();
+    // SAFETY: glibc's protocol: the buffer starts with the size and count just read, and
+    // RTLD_DI_SERINFO fills the rest (paths and their names) within `size` bytes; the
+    // names are NUL-terminated strings inside the buffer, read before it is dropped.
+    unsafe {
+        info.write(SerInfo {
+            size: head.size,
+            count: head.count,
+        });
+        if libc::dlinfo(object, libc::RTLD_DI_SERINFO, info.cast()) != 0 {
+            return None;
+        }
+        let first = info
+            .cast::<u8>()
+            .add(std::mem::size_of::<SerInfo>())
+            .cast::<SerPath>();
+        let paths = std::slice::from_raw_parts(first, head.count as usize);
+        Some(
+            paths
+                .iter()
+                .filter(|p| !p.name.is_null())
+                .map(|p| CStr::from_ptr(p.name).to_bytes().to_vec())
+                .collect(),
+        )
+    }
+}
+
 /// Called by the dlopen hook: patches the objects it loaded.
 fn patch_new_objects() {
     let mut st = state();

@@ -106,6 +106,50 @@ extern "C" {
         arg: *mut libc::c_void,
     ) -> libc::c_int;
     fn _Unwind_GetIP(ctx: *mut libc::c_void) -> usize;
+    fn _Unwind_FindEnclosingFunction(pc: *mut libc::c_void) -> *mut libc::c_void;
+}
+
+/// What [`caller_of`] looks for and finds.
+struct FindCaller {
+    function: usize,
+    seen: bool,
+    caller: usize,
+    frames: usize,
+}
+
+extern "C" fn find_caller(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
+    const URC_NO_REASON: libc::c_int = 0;
+    const URC_END_OF_STACK: libc::c_int = 5;
+    // SAFETY: arg is the `FindCaller` passed to _Unwind_Backtrace below; ctx the unwinder's.
+    let (find, ip) = unsafe { (&mut *(arg as *mut FindCaller), _Unwind_GetIP(ctx)) };
+    if ip == 0 || find.frames == MAX_FRAMES {
+        return URC_END_OF_STACK;
+    }
+    find.frames += 1;
+    if find.seen {
+        find.caller = ip;
+        return URC_END_OF_STACK;
+    }
+    // A return address may be the first byte past its function: look one byte back.
+    // SAFETY: a lookup in the unwinder's tables; the address is only compared.
+    let start = unsafe { _Unwind_FindEnclosingFunction((ip - 1) as *mut libc::c_void) } as usize;
+    find.seen = start == find.function;
+    URC_NO_REASON
+}
+
+/// The return address into the code that called `function` (a hook, entered through its
+/// address and so never inlined), from a walk of this thread's stack started inside it;
+/// `None` if `function` is not on the stack.
+pub(crate) fn caller_of(function: usize) -> Option<usize> {
+    let mut find = FindCaller {
+        function,
+        seen: false,
+        caller: 0,
+        frames: 0,
+    };
+    // SAFETY: `find_caller` matches the callback type and `find` outlives the call.
+    unsafe { _Unwind_Backtrace(find_caller, &mut find as *mut FindCaller as *mut libc::c_void) };
+    (find.caller != 0).then_some(find.caller)
 }
 
 /// Address ranges (start, end; empty when unknown) of the runtime's object and of
