@@ -109,47 +109,45 @@ extern "C" {
     fn _Unwind_FindEnclosingFunction(pc: *mut libc::c_void) -> *mut libc::c_void;
 }
 
-/// What [`caller_of`] looks for and finds.
-struct FindCaller {
-    function: usize,
-    seen: bool,
-    caller: usize,
-    frames: usize,
-}
-
-extern "C" fn find_caller(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
-    const URC_NO_REASON: libc::c_int = 0;
-    const URC_END_OF_STACK: libc::c_int = 5;
-    // SAFETY: arg is the `FindCaller` passed to _Unwind_Backtrace below; ctx the unwinder's.
-    let (find, ip) = unsafe { (&mut *(arg as *mut FindCaller), _Unwind_GetIP(ctx)) };
-    if ip == 0 || find.frames == MAX_FRAMES {
-        return URC_END_OF_STACK;
+/// Walks this thread's stack from here outwards, handing `frame` each return address
+/// until it returns false or the stack ends (libgcc's `_Unwind_Backtrace`, which reads
+/// `.eh_frame`: no frame pointers needed). Allocates nothing.
+fn unwind<F: FnMut(usize) -> bool>(mut frame: F) {
+    extern "C" fn step<F: FnMut(usize) -> bool>(
+        ctx: *mut libc::c_void,
+        arg: *mut libc::c_void,
+    ) -> libc::c_int {
+        const URC_NO_REASON: libc::c_int = 0;
+        const URC_END_OF_STACK: libc::c_int = 5;
+        // SAFETY: arg is the `F` passed to _Unwind_Backtrace below; ctx is the unwinder's.
+        let (frame, ip) = unsafe { (&mut *(arg as *mut F), _Unwind_GetIP(ctx)) };
+        if ip == 0 || !frame(ip) {
+            return URC_END_OF_STACK;
+        }
+        URC_NO_REASON
     }
-    find.frames += 1;
-    if find.seen {
-        find.caller = ip;
-        return URC_END_OF_STACK;
-    }
-    // A return address may be the first byte past its function: look one byte back.
-    // SAFETY: a lookup in the unwinder's tables; the address is only compared.
-    let start = unsafe { _Unwind_FindEnclosingFunction((ip - 1) as *mut libc::c_void) } as usize;
-    find.seen = start == find.function;
-    URC_NO_REASON
+    // SAFETY: `step::<F>` matches the callback type and `frame` outlives the call.
+    unsafe { _Unwind_Backtrace(step::<F>, &mut frame as *mut F as *mut libc::c_void) };
 }
 
 /// The return address into the code that called `function` (a hook, entered through its
 /// address and so never inlined), from a walk of this thread's stack started inside it;
 /// `None` if `function` is not on the stack.
 pub(crate) fn caller_of(function: usize) -> Option<usize> {
-    let mut find = FindCaller {
-        function,
-        seen: false,
-        caller: 0,
-        frames: 0,
-    };
-    // SAFETY: `find_caller` matches the callback type and `find` outlives the call.
-    unsafe { _Unwind_Backtrace(find_caller, &mut find as *mut FindCaller as *mut libc::c_void) };
-    (find.caller != 0).then_some(find.caller)
+    let (mut seen, mut caller, mut frames) = (false, None, 0);
+    unwind(|ip| {
+        frames += 1;
+        if seen {
+            caller = Some(ip);
+            return false;
+        }
+        // A return address may be the first byte past its function: look one byte back.
+        // SAFETY: a lookup in the unwinder's tables; the address is only compared.
+        let start = unsafe { _Unwind_FindEnclosingFunction((ip - 1) as *mut libc::c_void) } as usize;
+        seen = start == function;
+        frames < MAX_FRAMES
+    });
+    caller
 }
 
 /// Address ranges (start, end; empty when unknown) of the runtime's object and of
@@ -234,29 +232,6 @@ pub(crate) fn shown(ips: &[usize]) -> usize {
     ips.iter().position(|&ip| cut.ends_at(ip)).unwrap_or(ips.len())
 }
 
-struct Walk {
-    frames: [usize; MAX_FRAMES],
-    len: usize,
-    cut: Cut,
-}
-
-/// One frame of the walk; it ends with the frame where the shown part ends (see [`Cut`]).
-extern "C" fn step(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
-    const URC_NO_REASON: libc::c_int = 0;
-    const URC_END_OF_STACK: libc::c_int = 5;
-    // SAFETY: arg is the `Walk` passed to _Unwind_Backtrace below; ctx is the unwinder's.
-    let (walk, ip) = unsafe { (&mut *(arg as *mut Walk), _Unwind_GetIP(ctx)) };
-    if ip == 0 || walk.len == MAX_FRAMES {
-        return URC_END_OF_STACK;
-    }
-    walk.frames[walk.len] = ip;
-    walk.len += 1;
-    if walk.cut.ends_at(ip) {
-        return URC_END_OF_STACK;
-    }
-    URC_NO_REASON
-}
-
 /// The calling thread's name (prctl(2) `PR_GET_NAME`: at most 15 bytes and a NUL). A
 /// system call that allocates nothing.
 pub(crate) fn thread_name() -> [u8; 16] {
@@ -269,14 +244,14 @@ pub(crate) fn thread_name() -> [u8; 16] {
 /// The current native stack, the host token, the thread `tid` and its name, interned;
 /// returns its id.
 pub(crate) fn capture(host: u64, tid: u32, thread_name: [u8; 16]) -> u16 {
-    let mut walk = Walk {
-        frames: [0; MAX_FRAMES],
-        len: 0,
-        cut: Cut::new(),
-    };
-    // SAFETY: `step` matches the callback type and `walk` outlives the call.
-    unsafe { _Unwind_Backtrace(step, &mut walk as *mut Walk as *mut libc::c_void) };
-    let frames = &walk.frames[..walk.len];
+    // Up to the frame where the shown part ends (see [`Cut`]).
+    let (mut ips, mut len, mut cut) = ([0usize; MAX_FRAMES], 0, Cut::new());
+    unwind(|ip| {
+        ips[len] = ip;
+        len += 1;
+        len < MAX_FRAMES && !cut.ends_at(ip)
+    });
+    let frames = &ips[..len];
     let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ host ^ (u64::from(tid) << 32);
     for &f in frames {
         hash = (hash ^ f as u64).wrapping_mul(0x0100_0000_01b3);
