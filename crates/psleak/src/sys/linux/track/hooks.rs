@@ -456,6 +456,8 @@ unsafe extern "C" fn mremap(
 /// `DT_RPATH` and `DT_RUNPATH`; through this hook the caller is psleak, so a bare library
 /// name is first looked for where the real caller's would be (see
 /// [`super::open_as_caller`]; an absolute path, as Python's importer uses, needs nothing).
+/// The caller also picks the link-map namespace: code loaded with `dlmopen` into another
+/// one loads into psleak's while tracking is on (not emulated: dlmopen is rare).
 unsafe extern "C" fn dlopen(name: *const libc::c_char, flags: libc::c_int) -> *mut libc::c_void {
     // SAFETY: dlopen's contract: NULL or a NUL-terminated name.
     let bare = (!name.is_null())
