@@ -1,9 +1,9 @@
 //! Objects loaded during a check, remembered after they are unloaded. A library that each
 //! call opens with `dlopen` and closes with `dlclose` (a plugin, a codec, a provider) is
 //! gone by the time the report names the where run's frames, and `dl_iterate_phdr` no
-//! longer lists it: its frames would have no name. The dlopen hook notes every object that
-//! was not loaded when the hooks went in: where it was mapped, its path and its build id,
-//! which is all symbolisation needs, as it reads the file from disk.
+//! longer lists it: its frames would have no name. The patcher notes each object a dlopen
+//! brought in as it goes through it: where it was mapped, its path and its build id, which
+//! is all symbolisation needs, as it reads the file from disk.
 //!
 //! Everything lives in storage reserved when the hooks go in (before the first sample):
 //! noting an object inside a run allocates nothing that the heap metrics could see.
@@ -15,8 +15,6 @@ use super::elf;
 /// Objects remembered: the latest this many (a library reloaded at another address each
 /// time takes one more).
 const MAX_LOADED: usize = 64;
-/// Objects loaded when the hooks go in that are told apart from later ones.
-const MAX_AT_INSTALL: usize = 4096;
 /// Longest path kept; a longer one is cut (the object is then found by no name).
 const PATH_BYTES: usize = 512;
 /// Longest build id kept (GNU build ids are 20 bytes).
@@ -64,14 +62,11 @@ impl Loaded {
 }
 
 struct Registry {
-    /// Load addresses of the objects loaded when the hooks went in, sorted.
-    at_install: Vec<usize>,
     loaded: Vec<Loaded>,
     seq: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    at_install: Vec::new(),
     loaded: Vec::new(),
     seq: 0,
 });
@@ -80,44 +75,34 @@ fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// When the hooks go in: forgets the objects of earlier checks, notes the ones loaded now
-/// and reserves the storage later notes use.
+/// When the hooks go in: forgets the objects of earlier checks and reserves the storage
+/// later notes use.
 pub(super) fn reset() {
     let mut r = registry();
-    let r = &mut *r;
-    r.at_install.clear();
-    r.at_install.reserve(MAX_AT_INSTALL);
     r.loaded.clear();
     r.loaded.reserve_exact(MAX_LOADED);
-    elf::for_each_object(|o| {
-        if r.at_install.len() < r.at_install.capacity() {
-            r.at_install.push(o.base);
-        }
-    });
-    r.at_install.sort_unstable();
 }
 
-/// After a `dlopen` during the check: notes the objects loaded since the hooks went in that
-/// are not noted yet. Allocates nothing (see the module docs).
-pub(super) fn note_new() {
+/// Notes an object a `dlopen` during the check loaded (the patcher goes through each new
+/// object once: see `Visited`). Allocates nothing (see the module docs).
+pub(super) fn note(object: &elf::Object) {
     let mut r = registry();
     let r = &mut *r;
-    elf::for_each_object(|o| {
-        if r.at_install.binary_search(&o.base).is_ok()
-            || r.loaded
-                .iter()
-                .any(|l| l.base == o.base && l.path() == o.path().to_bytes())
-        {
-            return;
-        }
-        r.seq += 1;
-        let Some(entry) = Loaded::of(o, r.seq) else { return };
-        if r.loaded.len() < r.loaded.capacity() {
-            r.loaded.push(entry);
-        } else if let Some(oldest) = r.loaded.iter_mut().min_by_key(|l| l.seq) {
-            *oldest = entry;
-        }
-    });
+    r.seq += 1;
+    let Some(entry) = Loaded::of(object, r.seq) else {
+        return;
+    };
+    let same = r
+        .loaded
+        .iter()
+        .position(|l| l.base == entry.base && l.path() == entry.path());
+    if let Some(i) = same {
+        r.loaded[i] = entry;
+    } else if r.loaded.len() < r.loaded.capacity() {
+        r.loaded.push(entry);
+    } else if let Some(oldest) = r.loaded.iter_mut().min_by_key(|l| l.seq) {
+        *oldest = entry;
+    }
 }
 
 /// The object that was loaded at `addr` during the check, if any was noted: its path, load

@@ -310,6 +310,9 @@ fn patch_all(st: &mut State, new_only: bool) {
                 return;
             }
         }
+        if new_only {
+            loaded::note(o);
+        }
         let mut sample = (0, 0);
         o.for_each_got(|addr, name, defined, slot| {
             let Some(i) = symbol_index(name) else { return };
@@ -506,7 +509,6 @@ fn patch_new_objects() {
     let mut st = state();
     if st.installed {
         patch_all(&mut st, true);
-        loaded::note_new();
     }
 }
 
